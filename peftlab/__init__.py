@@ -1,0 +1,8 @@
+"""peftlab: config-driven parameter-efficient fine-tuning (Hydra -> DataModule -> peft model -> Lightning)."""
+
+from peftlab.config.resolvers import register_resolvers
+
+__version__ = "0.1.0"
+
+# Resolvers must exist before Hydra composes conf/ (they appear in model/ and paths/ YAMLs).
+register_resolvers()

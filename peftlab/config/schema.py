@@ -1,0 +1,218 @@
+"""Typed schemas of each config group; `__post_init__` rejects values that would fail later, and says why.
+
+OmegaConf converts and type-checks the YAML into these dataclasses (see validate.py); the checks here run
+before any model or data is loaded. A failed check raises SettingError(key, value, allowed).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+METRIC_NAMES = ("accuracy", "f1", "mcc")
+TASKS = ("classification",)
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+LORA_BIAS = ("none", "all", "lora_only")
+
+
+class SettingError(ValueError):
+    """A field has a disallowed value; validate() prefixes the group to form the full key."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        super().__init__(f"{key}={value!r}: {allowed}")
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+def check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise SettingError(key, value, allowed)
+
+
+def check_choice(key: str, value: Any, choices: tuple) -> None:
+    check(value in choices, key, value, "allowed values are " + ", ".join(map(str, choices)))
+
+
+def check_positive(key: str, value: Optional[float], allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    check(value is not None and value > 0, key, value, "must be > 0")
+
+
+@dataclass
+class ModelSettings:
+    """Base model: where to load it from and the family's defaults."""
+
+    name: str
+    name_or_path: str
+    tokenizer: Optional[str] = None
+    dtype: str = "float32"
+    head_modules: list[str] = field(default_factory=lambda: ["classifier"])
+    peft_targets: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check(bool(self.name_or_path), "name_or_path", self.name_or_path, "a hub id or a local folder")
+        check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
+
+
+@dataclass
+class DatasetSettings:
+    """One dataset option: hub source, local files, columns, labels, batching."""
+
+    name: str
+    task: str = "classification"
+    hub_id: Optional[str] = None
+    hub_config: Optional[str] = None
+    local_name: Optional[str] = None
+    data_dir: Optional[str] = None
+    generator: Optional[dict[str, Any]] = None
+    text_column: str = "sentence"
+    text_pair_column: Optional[str] = None
+    label_column: str = "label"
+    labels: list[str] = field(default_factory=list)
+    train_split: str = "train"
+    validation_split: str = "validation"
+    max_length: int = 128
+    max_train_rows: Optional[int] = None
+    max_eval_rows: Optional[int] = None
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    metric: str = "accuracy"
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
+
+    def __post_init__(self) -> None:
+        from pathlib import Path
+
+        check_choice("task", self.task, TASKS)
+        check(len(self.labels) >= 2, "labels", self.labels, "a list of at least 2 label names")
+        check(len(set(self.labels)) == len(self.labels), "labels", self.labels, "label names must be unique")
+        for key in ("max_length", "batch_size", "eval_batch_size"):
+            check_positive(key, getattr(self, key))
+        for key in ("max_train_rows", "max_eval_rows"):
+            check_positive(key, getattr(self, key), allow_none=True)
+        check(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")
+        for name in self.metrics:
+            check_choice("metrics", name, METRIC_NAMES)
+        check_choice("metric", self.metric, METRIC_NAMES)
+        check(self.metric in self.metrics, "metric", self.metric, f"must be one of metrics={self.metrics}")
+        check(
+            self.data_dir is not None or self.hub_id is not None,
+            "data_dir",
+            None,
+            "set dataset.data_dir=<folder with train/validation files> (this dataset has no hub_id)",
+        )
+        if self.data_dir is not None and self.generator is None:
+            check(Path(self.data_dir).expanduser().is_dir(), "data_dir", self.data_dir, "folder does not exist")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA hyper-parameters; handed to peft.LoraConfig, which validates the rest."""
+
+    method: str = "lora"
+    r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    target_modules: Any = None
+    bias: str = "none"
+    use_rslora: bool = False
+    lr: float = 5e-4
+
+    def __post_init__(self) -> None:
+        check(self.r >= 1, "r", self.r, "LoRA rank must be an integer >= 1")
+        check_positive("lora_alpha", self.lora_alpha)
+        check(0.0 <= self.lora_dropout < 1.0, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
+        check(bool(self.target_modules), "target_modules", self.target_modules, "a non-empty list of module names")
+        check_choice("bias", self.bias, LORA_BIAS)
+        check_positive("lr", self.lr)
+
+
+@dataclass
+class FullSettings:
+    """Full fine-tuning baseline: nothing to configure but the learning rate."""
+
+    method: str = "full"
+    lr: float = 3e-5
+
+    def __post_init__(self) -> None:
+        check_positive("lr", self.lr)
+
+
+@dataclass
+class HeadOnlySettings:
+    """Frozen base, trainable head (the model's head_modules)."""
+
+    method: str = "head_only"
+    lr: float = 2e-3
+
+    def __post_init__(self) -> None:
+        check_positive("lr", self.lr)
+
+
+# The peft group's registry: `peft.method` picks the schema (and, in models/methods.py, the builder).
+PEFT_SCHEMAS: dict[str, type] = {"lora": LoraSettings, "full": FullSettings, "head_only": HeadOnlySettings}
+
+
+@dataclass
+class HardwareSettings:
+    name: str
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+
+    def __post_init__(self) -> None:
+        check_choice("accelerator", self.accelerator, ACCELERATORS)
+        check_choice("precision", str(self.precision), PRECISIONS)
+        check(self.num_nodes >= 1, "num_nodes", self.num_nodes, "must be >= 1")
+
+
+@dataclass
+class TrainerSettings:
+    """The Trainer keys we check; other Trainer arguments pass through to Lightning unchanged."""
+
+    max_epochs: int = 3
+    max_steps: int = -1
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    gradient_clip_val: Optional[float] = None
+    val_check_interval: Optional[float] = None
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        check(self.max_epochs >= 1, "max_epochs", self.max_epochs,
+              "must be >= 1 (for step-based runs set trainer.max_steps too)")
+        check(self.max_steps == -1 or self.max_steps >= 1, "max_steps", self.max_steps, "-1 (no limit) or >= 1")
+        check(self.accumulate_grad_batches >= 1, "accumulate_grad_batches", self.accumulate_grad_batches,
+              "must be >= 1")
+        check(self.log_every_n_steps >= 1, "log_every_n_steps", self.log_every_n_steps, "must be >= 1")
+        check(self.gradient_clip_val is None or self.gradient_clip_val >= 0, "gradient_clip_val",
+              self.gradient_clip_val, "null or >= 0")
+        for key in ("val_check_interval", "limit_train_batches", "limit_val_batches"):
+            check_positive(key, getattr(self, key), allow_none=True)
+
+
+@dataclass
+class OptimSettings:
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    warmup_ratio: float = 0.06
+
+    def __post_init__(self) -> None:
+        check("_target_" in self.optimizer, "optimizer", self.optimizer, "needs a _target_ (e.g. torch.optim.AdamW)")
+        check_positive("optimizer.lr", self.optimizer.get("lr"))
+        check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+
+
+@dataclass
+class RunSettings:
+    """The validated run: what the pipeline stages read (instantiable groups stay in the DictConfig)."""
+
+    model: ModelSettings
+    peft: Any
+    dataset: DatasetSettings
+    hardware: HardwareSettings
+    trainer: TrainerSettings
+    optim: OptimSettings
+    seed: int = 42
+    ckpt_path: Optional[str] = None

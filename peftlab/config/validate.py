@@ -1,0 +1,91 @@
+"""validate(cfg): turn the composed DictConfig into typed RunSettings, or fail with one line naming the key."""
+
+from dataclasses import fields
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+
+from peftlab.config.schema import (
+    PEFT_SCHEMAS,
+    DatasetSettings,
+    HardwareSettings,
+    ModelSettings,
+    OptimSettings,
+    RunSettings,
+    SettingError,
+    TrainerSettings,
+)
+from peftlab.errors import ConfigError, PeftlabError
+
+# section -> (schema, closed). Closed sections reject unknown keys; the trainer section is open because
+# any pytorch_lightning.Trainer argument may be added with +trainer.<arg>=...
+_SECTIONS: dict[str, tuple[type, bool]] = {
+    "model": (ModelSettings, True),
+    "dataset": (DatasetSettings, True),
+    "hardware": (HardwareSettings, True),
+    "trainer": (TrainerSettings, False),
+    "optim": (OptimSettings, True),
+}
+
+
+def validate(cfg: DictConfig) -> RunSettings:
+    """Check every group we own; raise ConfigError("<full.key>=<value>: <what is allowed>") on the first problem."""
+    typed = {name: _typed_section(cfg, name, schema, closed) for name, (schema, closed) in _SECTIONS.items()}
+    method = cfg.peft.get("method") if "peft" in cfg else None
+    if method not in PEFT_SCHEMAS:
+        raise ConfigError(f"peft.method={method!r}: allowed methods are {', '.join(PEFT_SCHEMAS)}")
+    typed["peft"] = _typed_section(cfg, "peft", PEFT_SCHEMAS[method], closed=True)
+    return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"))
+
+
+def _typed_section(cfg: DictConfig, name: str, schema: type, closed: bool) -> Any:
+    if name not in cfg:
+        raise ConfigError(f"{name}: group missing from the config (choose one with {name}=<option>)")
+    known = {f.name for f in fields(schema)}
+    node = cfg[name]
+    if closed:
+        unknown = sorted(set(node.keys()) - known)
+        if unknown:
+            raise ConfigError(f"{name}.{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(known))}")
+    try:
+        # Open sections: resolve only the keys we check (others may point at Hydra's runtime, e.g. output_dir).
+        values = {k: _resolved(node, k) for k in node.keys() if k in known}
+    except OmegaConfBaseException as err:
+        _reraise_user_error(err)
+        raise ConfigError(f"{name}: {_first_line(err)}") from err
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except SettingError as err:
+        raise ConfigError(f"{name}.{err}") from err
+    except (ValidationError, ConfigKeyError) as err:
+        key = f"{name}.{err.full_key}" if getattr(err, "full_key", None) else name
+        raise ConfigError(f"{key}: {_first_line(err)}") from err
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"{name}: {_first_line(err)}") from err
+
+
+def _resolved(node: DictConfig, key: str) -> Any:
+    value = node[key]
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _int(cfg: DictConfig, key: str) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}={value!r}: must be an integer")
+    return value
+
+
+def _reraise_user_error(err: BaseException) -> None:
+    """A resolver (e.g. packaged_model) may raise a PeftlabError inside OmegaConf's wrapper: surface it."""
+    cause = err
+    while cause is not None:
+        if isinstance(cause, PeftlabError):
+            raise cause
+        cause = cause.__cause__ or cause.__context__
+
+
+def _first_line(err: BaseException) -> str:
+    msg = getattr(err, "msg", None) or str(err)
+    return msg.strip().splitlines()[0]

@@ -1,0 +1,50 @@
+"""Row-level checks on a raw split: columns present, split not empty, every label in the configured set."""
+
+from peftlab.config.schema import DatasetSettings
+from peftlab.data.sources import RawSplit
+from peftlab.errors import DataError
+
+
+def _where(raw: RawSplit, row: int) -> str:
+    line = f", line {raw.first_row_line + row}" if raw.first_row_line is not None else ""
+    return f"{raw.origin}: row {row}{line}"
+
+
+def check_split(raw: RawSplit, settings: DatasetSettings) -> None:
+    """Raise DataError naming the file and the first bad row; reads only the needed columns."""
+    ds = raw.dataset
+    needed = [settings.text_column, settings.label_column]
+    if settings.text_pair_column:
+        needed.insert(1, settings.text_pair_column)
+    for column in needed:
+        if column not in ds.column_names:
+            raise DataError(
+                f"{raw.origin}: missing column '{column}' (columns are: {', '.join(ds.column_names)}); "
+                f"set dataset.text_column / text_pair_column / label_column"
+            )
+    if len(ds) == 0:
+        raise DataError(f"{raw.origin}: the split is empty")
+    for column in needed[:-1]:
+        for row, text in enumerate(ds[column]):
+            if not isinstance(text, str):
+                raise DataError(f"{_where(raw, row)}: '{column}' is {text!r}, expected text")
+    names = list(settings.labels)
+    for row, value in enumerate(ds[settings.label_column]):
+        if not label_in_set(value, names):
+            raise DataError(
+                f"{_where(raw, row)}: label {value!r} is not in the label set "
+                f"{names} (ids 0..{len(names) - 1} or these names)"
+            )
+
+
+def label_in_set(value: object, names: list[str]) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 0 <= value < len(names)
+    return isinstance(value, str) and value in names
+
+
+def label_id(value: object, names: list[str]) -> int:
+    """Labels may be ids (hub convention) or names; both map to the id (checked beforehand)."""
+    return names.index(value) if isinstance(value, str) else int(value)

@@ -1,0 +1,79 @@
+"""LightningDataModule for text classification: load -> check -> tokenise (cached) -> dynamic-padding loaders."""
+
+import logging
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding
+
+from peftlab.config.schema import DatasetSettings
+from peftlab.data.checks import check_split
+from peftlab.data.sources import load_split
+from peftlab.data.tokenize import tokenize_split
+
+log = logging.getLogger(__name__)
+
+# Rows are sub-sampled with this fixed seed, so every run seed sees the same subset and hits the same cache.
+SUBSET_SEED = 0
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """Single-sentence and sentence-pair classification (columns and labels from DatasetSettings)."""
+
+    def __init__(self, settings: DatasetSettings, tokenizer, cache_dir: Optional[str] = None, seed: int = 42):
+        super().__init__()
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.cache_dir = cache_dir
+        self.seed = seed
+        self.collator = DataCollatorWithPadding(tokenizer)
+        self.train_dataset = None
+        self.val_dataset = None
+        self.cache_hits: dict[str, bool] = {}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.settings.labels)
+
+    def prepare_data(self) -> None:
+        """Generate (demo), load, check and tokenise once; later calls and other ranks reuse the caches."""
+        self._build()
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        self._build()
+
+    def _build(self) -> None:
+        if self.train_dataset is not None:
+            return
+        s = self.settings
+        if s.generator is not None:
+            instantiate(s.generator, out_dir=s.data_dir)
+        self.train_dataset = self._split(s.train_split, s.max_train_rows)
+        self.val_dataset = self._split(s.validation_split, s.max_eval_rows)
+
+    def _split(self, split: str, max_rows: Optional[int]):
+        raw = load_split(self.settings, split, self.cache_dir)
+        check_split(raw, self.settings)
+        tokenized, self.cache_hits[split] = tokenize_split(raw.dataset, self.tokenizer, self.settings)
+        if max_rows is not None and max_rows < len(tokenized):
+            tokenized = tokenized.shuffle(seed=SUBSET_SEED).select(range(max_rows))
+        return tokenized
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return self._loader(self.train_dataset, self.settings.batch_size, shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, self.settings.eval_batch_size, shuffle=False)
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool, generator=None) -> DataLoader:
+        workers = self.settings.num_workers
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                          collate_fn=self.collator, num_workers=workers, persistent_workers=workers > 0)
+
+
+# The data stage's registry: dataset.task -> DataModule class.
+DATAMODULES = {"classification": ClassificationDataModule}

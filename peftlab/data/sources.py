@@ -1,0 +1,59 @@
+"""Where a dataset's rows come from: local files in dataset.data_dir (JSONL/JSON/CSV/Parquet) or the hub."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import datasets
+
+from peftlab.config.schema import DatasetSettings
+from peftlab.errors import DataError
+
+# File ending -> datasets' packaged builder; tried in this order for <split>.<ending>.
+BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class RawSplit:
+    """One split as loaded, with a human-readable origin for error messages."""
+
+    dataset: datasets.Dataset
+    origin: str  # a file path, or "hub <id>/<config>:<split>"
+    first_row_line: Optional[int]  # line number of row 0 in the file (JSONL 1, CSV 2); None for hub/parquet
+
+
+def split_file(data_dir: str, split: str) -> Path:
+    folder = Path(data_dir).expanduser()
+    for ending in BUILDERS:
+        path = folder / f"{split}{ending}"
+        if path.is_file():
+            return path
+    looked = ", ".join(f"{split}{e}" for e in BUILDERS)
+    raise DataError(f"dataset.data_dir={data_dir}: no '{split}' split file (looked for {looked})")
+
+
+def load_split(settings: DatasetSettings, split: str, cache_dir: Optional[str] = None) -> RawSplit:
+    """Load one split; local files are converted to Arrow once and cached by `datasets`."""
+    if settings.data_dir is not None:
+        path = split_file(settings.data_dir, split)
+        builder = BUILDERS[path.suffix]
+        try:
+            ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, cache_dir=cache_dir)
+        except Exception as err:  # datasets wraps parser errors in several types; all mean "unreadable file"
+            raise DataError(f"{path}: cannot be read as {builder}: {_root_cause(err)}") from err
+        first_line = {"json": 1, "csv": 2}.get(builder) if path.suffix != ".json" else None
+        return RawSplit(ds, str(path), first_line)
+    try:
+        ds = datasets.load_dataset(settings.hub_id, settings.hub_config, split=split, cache_dir=cache_dir)
+    except Exception as err:
+        raise DataError(
+            f"dataset {settings.name}: could not load {settings.hub_id}/{settings.hub_config} split '{split}' "
+            f"from the hub ({_root_cause(err)}); offline, set dataset.data_dir=<folder with {split}.jsonl>"
+        ) from err
+    return RawSplit(ds, f"hub {settings.hub_id}/{settings.hub_config}:{split}", None)
+
+
+def _root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

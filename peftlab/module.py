@@ -1,0 +1,69 @@
+"""The LightningModule: loss, metrics and optimiser around an injected (PEFT-wrapped) transformers model."""
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from peftlab.errors import PeftlabError
+from peftlab.metrics import classification_metrics
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+class ClassificationModule(pl.LightningModule):
+    """Trains whatever parameters the PEFT method left trainable; checkpoints hold only those."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: Callable, warmup_ratio: float, num_labels: int,
+                 metric_names: list[str]):
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer  # functools.partial from Hydra (_partial_: true)
+        self.warmup_ratio = warmup_ratio
+        self.val_metrics = classification_metrics(metric_names, num_labels, prefix="val/")
+        # Checkpoints drop the frozen base (on_save_checkpoint), so restoring must not demand it
+        # (Lightning #19149, #21053); on_load_checkpoint checks the trainable weights are all there instead.
+        self.strict_loading = False
+
+    def forward(self, **batch):
+        return self.model(**batch)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self.model(**batch)
+        self.val_metrics.update(out.logits.argmax(dim=-1), batch["labels"])
+        self.log("val/loss", out.loss, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.val_metrics.reset()
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (no_decay if any(k in name for k in NO_DECAY) else decay).append(param)
+        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def trainable_state_keys(self) -> set[str]:
+        return {name for name, p in self.named_parameters() if p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep = self.trainable_state_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        missing = sorted(self.trainable_state_keys() - set(checkpoint["state_dict"]))
+        if missing:
+            raise PeftlabError(
+                f"checkpoint does not match this model/method: {len(missing)} trainable tensors missing "
+                f"(first: {missing[0]}); resume with the same model= and peft= as the run that wrote it"
+            )

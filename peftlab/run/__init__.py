@@ -1,0 +1,1 @@
+"""Run stage: assemble the Trainer from config, fit, and write the run's outputs."""

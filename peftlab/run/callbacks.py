@@ -1,0 +1,69 @@
+"""RunStats: wall time, throughput, peak memory and the per-validation metric history of a fit."""
+
+import logging
+import resource
+import sys
+import time
+
+import pytorch_lightning as pl
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+class RunStats(pl.Callback):
+    """Measures what metrics.json reports; prints one line per validation with its metrics."""
+
+    def __init__(self) -> None:
+        self.history: list[dict] = []
+        self.train_samples = 0
+        self.fit_seconds = 0.0
+        self.val_seconds = 0.0
+        self._fit_start = self._val_start = 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._fit_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.train_samples += len(batch["labels"])
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.val_seconds += time.perf_counter() - self._val_start
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
+        if trainer.is_global_zero:
+            shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+            log.info("epoch %d step %d  %s", trainer.current_epoch, trainer.global_step, shown)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.fit_seconds = time.perf_counter() - self._fit_start
+
+    @property
+    def train_seconds(self) -> float:
+        """Fit time without validation: what samples/s is measured against."""
+        return max(self.fit_seconds - self.val_seconds, 1e-9)
+
+    def summary(self) -> dict:
+        memory = {"rss_mb": round(peak_rss_mb(), 1)}
+        if torch.cuda.is_available():
+            memory["cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return {
+            "fit_time_s": round(self.fit_seconds, 2),
+            "train_time_s": round(self.train_seconds, 2),
+            "train_samples": self.train_samples,
+            "samples_per_s": round(self.train_samples / self.train_seconds, 2),
+            "peak_memory": memory,
+        }

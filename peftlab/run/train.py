@@ -1,0 +1,68 @@
+"""train(cfg): validate -> data -> model + PEFT -> LightningModule -> Trainer.fit -> adapter/ + metrics.json."""
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from peftlab.config import validate
+from peftlab.data.datamodule import DATAMODULES
+from peftlab.models.loading import load_base_model, load_tokenizer
+from peftlab.models.methods import apply_method
+from peftlab.module import ClassificationModule
+from peftlab.run.callbacks import RunStats
+from peftlab.run.hardware import check_hardware, resolve_precision
+from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, save_model, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_collection(section: DictConfig | None) -> list:
+    """callbacks/logger groups are dicts of `_target_` nodes; null entries are switched off."""
+    if not section:
+        return []
+    return [instantiate(node) for node in section.values() if node is not None and "_target_" in node]
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Run one fine-tuning job; returns the best validation metric (the value a sweeper optimises)."""
+    settings = validate(cfg)  # fails here, before any heavy work, on a bad value
+    check_hardware(settings.hardware)
+    pl.seed_everything(settings.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+
+    tokenizer = load_tokenizer(settings.model)
+    datamodule = DATAMODULES[settings.dataset.task](settings.dataset, tokenizer, seed=settings.seed)
+    datamodule.prepare_data()  # data errors surface before the model is loaded
+
+    model = load_base_model(settings.model, settings.dataset.task, list(settings.dataset.labels))
+    model = apply_method(model, settings.peft, settings.model.head_modules, settings.dataset.task)
+    module = ClassificationModule(model, instantiate(cfg.optim.optimizer), settings.optim.warmup_ratio,
+                                  datamodule.num_labels, list(settings.dataset.metrics))
+
+    callbacks = instantiate_collection(cfg.get("callbacks"))
+    stats = next((c for c in callbacks if isinstance(c, RunStats)), None) or RunStats()
+    callbacks = [*callbacks, stats] if stats not in callbacks else callbacks
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_collection(cfg.get("logger")),
+                                      precision=resolve_precision(settings.hardware))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=settings.ckpt_path)
+
+    checkpoint = trainer.checkpoint_callback
+    best_path = checkpoint.best_model_path if checkpoint is not None else ""
+    if best_path:
+        load_trainable_weights(module, best_path)  # adapter/ holds the best validation checkpoint
+    if not trainer.is_global_zero:
+        return None
+    adapter_dir = save_model(module.model, tokenizer, output_dir / "adapter")
+    monitor = checkpoint.monitor if checkpoint is not None and checkpoint.monitor else f"val/{settings.dataset.metric}"
+    mode = checkpoint.mode if checkpoint is not None else "max"
+    report = build_metrics_report(settings=settings, module=module, stats=stats, monitor=monitor, mode=mode,
+                                  adapter_dir=adapter_dir, best_checkpoint=best_path or None,
+                                  global_step=trainer.global_step, epochs=trainer.current_epoch)
+    write_metrics(report, output_dir / "metrics.json")
+    print_summary(report, output_dir)
+    return report["best"][monitor] if report["best"] else None
