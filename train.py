@@ -4,14 +4,12 @@ import hydra
 from omegaconf import DictConfig
 
 import peftlab  # noqa: F401  (registers the config resolvers used in conf/)
-from peftlab.run.cli import run_cli
+from peftlab.run.cli import run_train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from peftlab.run.train import train  # heavy imports after Hydra has parsed the command line
-
-    return run_cli(train, cfg)
+    return run_train(cfg)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 class ClassificationModule(pl.LightningModule):
     """Trains whatever parameters the PEFT method left trainable; checkpoints hold only those."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: Callable, warmup_ratio: float, num_labels: int,
-                 metric_names: list[str]):
+    def __init__(
+        self, model: torch.nn.Module, optimizer: Callable, warmup_ratio: float, num_labels: int, metric_names: list[str]
+    ):
         super().__init__()
         self.model = model
         self.optimizer_factory = optimizer  # functools.partial from Hydra (_partial_: true)

@@ -5,7 +5,7 @@ before any model or data is loaded. A failed check raises SettingError(key, valu
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 METRIC_NAMES = ("accuracy", "f1", "mcc")
 TASKS = ("classification",)
@@ -31,7 +31,7 @@ def check_choice(key: str, value: Any, choices: tuple) -> None:
     check(value in choices, key, value, "allowed values are " + ", ".join(map(str, choices)))
 
 
-def check_positive(key: str, value: Optional[float], allow_none: bool = False) -> None:
+def check_positive(key: str, value: float | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     check(value is not None and value > 0, key, value, "must be > 0")
@@ -43,7 +43,7 @@ class ModelSettings:
 
     name: str
     name_or_path: str
-    tokenizer: Optional[str] = None
+    tokenizer: str | None = None
     dtype: str = "float32"
     head_modules: list[str] = field(default_factory=lambda: ["classifier"])
     peft_targets: dict[str, Any] = field(default_factory=dict)
@@ -59,20 +59,20 @@ class DatasetSettings:
 
     name: str
     task: str = "classification"
-    hub_id: Optional[str] = None
-    hub_config: Optional[str] = None
-    local_name: Optional[str] = None
-    data_dir: Optional[str] = None
-    generator: Optional[dict[str, Any]] = None
+    hub_id: str | None = None
+    hub_config: str | None = None
+    local_name: str | None = None
+    data_dir: str | None = None
+    generator: dict[str, Any] | None = None
     text_column: str = "sentence"
-    text_pair_column: Optional[str] = None
+    text_pair_column: str | None = None
     label_column: str = "label"
     labels: list[str] = field(default_factory=list)
     train_split: str = "train"
     validation_split: str = "validation"
     max_length: int = 128
-    max_train_rows: Optional[int] = None
-    max_eval_rows: Optional[int] = None
+    max_train_rows: int | None = None
+    max_eval_rows: int | None = None
     batch_size: int = 32
     eval_batch_size: int = 64
     num_workers: int = 0
@@ -175,20 +175,29 @@ class TrainerSettings:
     max_steps: int = -1
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 10
-    gradient_clip_val: Optional[float] = None
-    val_check_interval: Optional[float] = None
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
+    gradient_clip_val: float | None = None
+    val_check_interval: float | None = None
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
 
     def __post_init__(self) -> None:
-        check(self.max_epochs >= 1, "max_epochs", self.max_epochs,
-              "must be >= 1 (for step-based runs set trainer.max_steps too)")
+        check(
+            self.max_epochs >= 1,
+            "max_epochs",
+            self.max_epochs,
+            "must be >= 1 (for step-based runs set trainer.max_steps too)",
+        )
         check(self.max_steps == -1 or self.max_steps >= 1, "max_steps", self.max_steps, "-1 (no limit) or >= 1")
-        check(self.accumulate_grad_batches >= 1, "accumulate_grad_batches", self.accumulate_grad_batches,
-              "must be >= 1")
+        check(
+            self.accumulate_grad_batches >= 1, "accumulate_grad_batches", self.accumulate_grad_batches, "must be >= 1"
+        )
         check(self.log_every_n_steps >= 1, "log_every_n_steps", self.log_every_n_steps, "must be >= 1")
-        check(self.gradient_clip_val is None or self.gradient_clip_val >= 0, "gradient_clip_val",
-              self.gradient_clip_val, "null or >= 0")
+        check(
+            self.gradient_clip_val is None or self.gradient_clip_val >= 0,
+            "gradient_clip_val",
+            self.gradient_clip_val,
+            "null or >= 0",
+        )
         for key in ("val_check_interval", "limit_train_batches", "limit_val_batches"):
             check_positive(key, getattr(self, key), allow_none=True)
 
@@ -215,4 +224,4 @@ class RunSettings:
     trainer: TrainerSettings
     optim: OptimSettings
     seed: int = 42
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None

@@ -45,12 +45,12 @@ def _typed_section(cfg: DictConfig, name: str, schema: type, closed: bool) -> An
     known = {f.name for f in fields(schema)}
     node = cfg[name]
     if closed:
-        unknown = sorted(set(node.keys()) - known)
+        unknown = sorted(set(node) - known)
         if unknown:
             raise ConfigError(f"{name}.{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(known))}")
     try:
         # Open sections: resolve only the keys we check (others may point at Hydra's runtime, e.g. output_dir).
-        values = {k: _resolved(node, k) for k in node.keys() if k in known}
+        values = {k: _resolved(node, k) for k in node if k in known}
     except OmegaConfBaseException as err:
         _reraise_user_error(err)
         raise ConfigError(f"{name}: {_first_line(err)}") from err

@@ -1,7 +1,6 @@
 """LightningDataModule for text classification: load -> check -> tokenise (cached) -> dynamic-padding loaders."""
 
 import logging
-from typing import Optional
 
 import pytorch_lightning as pl
 import torch
@@ -23,7 +22,7 @@ SUBSET_SEED = 0
 class ClassificationDataModule(pl.LightningDataModule):
     """Single-sentence and sentence-pair classification (columns and labels from DatasetSettings)."""
 
-    def __init__(self, settings: DatasetSettings, tokenizer, cache_dir: Optional[str] = None, seed: int = 42):
+    def __init__(self, settings: DatasetSettings, tokenizer, cache_dir: str | None = None, seed: int = 42):
         super().__init__()
         self.settings = settings
         self.tokenizer = tokenizer
@@ -42,7 +41,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         """Generate (demo), load, check and tokenise once; later calls and other ranks reuse the caches."""
         self._build()
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         self._build()
 
     def _build(self) -> None:
@@ -54,7 +53,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.train_dataset = self._split(s.train_split, s.max_train_rows)
         self.val_dataset = self._split(s.validation_split, s.max_eval_rows)
 
-    def _split(self, split: str, max_rows: Optional[int]):
+    def _split(self, split: str, max_rows: int | None):
         raw = load_split(self.settings, split, self.cache_dir)
         check_split(raw, self.settings)
         tokenized, self.cache_hits[split] = tokenize_split(raw.dataset, self.tokenizer, self.settings)
@@ -71,8 +70,15 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, generator=None) -> DataLoader:
         workers = self.settings.num_workers
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          collate_fn=self.collator, num_workers=workers, persistent_workers=workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=self.collator,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
 
 
 # The data stage's registry: dataset.task -> DataModule class.

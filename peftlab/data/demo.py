@@ -9,16 +9,59 @@ import os
 import random
 from pathlib import Path
 
-POSITIVE = ["wonderful", "charming", "brilliant", "moving", "delightful", "funny", "gripping", "beautiful",
-            "clever", "heartfelt", "superb", "engaging", "memorable", "fresh", "touching", "excellent"]
-NEGATIVE = ["dull", "boring", "clumsy", "tedious", "predictable", "lifeless", "awful", "shallow", "messy",
-            "forgettable", "bland", "painful", "pointless", "sloppy", "stale", "weak"]
-SUBJECTS = ["the film", "this movie", "the story", "the acting", "the script", "the director's latest",
-            "the soundtrack", "the cast", "the ending", "the whole thing", "its second half", "the dialogue"]
+POSITIVE = [
+    "wonderful",
+    "charming",
+    "brilliant",
+    "moving",
+    "delightful",
+    "funny",
+    "gripping",
+    "beautiful",
+    "clever",
+    "heartfelt",
+    "superb",
+    "engaging",
+    "memorable",
+    "fresh",
+    "touching",
+    "excellent",
+]
+NEGATIVE = [
+    "dull",
+    "boring",
+    "clumsy",
+    "tedious",
+    "predictable",
+    "lifeless",
+    "awful",
+    "shallow",
+    "messy",
+    "forgettable",
+    "bland",
+    "painful",
+    "pointless",
+    "sloppy",
+    "stale",
+    "weak",
+]
+SUBJECTS = [
+    "the film",
+    "this movie",
+    "the story",
+    "the acting",
+    "the script",
+    "the director's latest",
+    "the soundtrack",
+    "the cast",
+    "the ending",
+    "the whole thing",
+    "its second half",
+    "the dialogue",
+]
 INTENSIFIERS = ["", "", "really", "truly", "quite", "rather", "utterly", "surprisingly", "mostly"]
 FILLERS = ["", "", "", "honestly,", "in the end,", "all things considered,", "for what it is,", "frankly,"]
-TAILS = ["", "", ".", " overall.", " from start to finish.", " despite the hype.", " as expected.",
-         ", if a bit long."]
+TAILS = ["", "", ".", " overall.", " from start to finish.", " despite the hype.", " as expected.", ", if a bit long."]
 
 
 def _sentence(rng: random.Random) -> tuple[str, int]:
@@ -27,8 +70,14 @@ def _sentence(rng: random.Random) -> tuple[str, int]:
     polar_label = 1 - label if negated else label  # "not dull" is positive
     adjective = rng.choice(POSITIVE if polar_label == 1 else NEGATIVE)
     verb = rng.choice(["is", "was", "feels", "seemed"])
-    words = [rng.choice(FILLERS), rng.choice(SUBJECTS), verb, "not" if negated else "",
-             rng.choice(INTENSIFIERS), adjective]
+    words = [
+        rng.choice(FILLERS),
+        rng.choice(SUBJECTS),
+        verb,
+        "not" if negated else "",
+        rng.choice(INTENSIFIERS),
+        adjective,
+    ]
     if rng.random() < 0.3:  # a second clause that agrees with the label
         words += ["and", rng.choice(POSITIVE if label == 1 else NEGATIVE)]
     text = " ".join(w for w in words if w) + rng.choice(TAILS)

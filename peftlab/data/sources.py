@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import datasets
 
@@ -19,7 +18,7 @@ class RawSplit:
 
     dataset: datasets.Dataset
     origin: str  # a file path, or "hub <id>/<config>:<split>"
-    first_row_line: Optional[int]  # line number of row 0 in the file (JSONL 1, CSV 2); None for hub/parquet
+    first_row_line: int | None  # line number of row 0 in the file (JSONL 1, CSV 2); None for hub/parquet
 
 
 def split_file(data_dir: str, split: str) -> Path:
@@ -32,11 +31,13 @@ def split_file(data_dir: str, split: str) -> Path:
     raise DataError(f"dataset.data_dir={data_dir}: no '{split}' split file (looked for {looked})")
 
 
-def load_split(settings: DatasetSettings, split: str, cache_dir: Optional[str] = None) -> RawSplit:
+def load_split(settings: DatasetSettings, split: str, cache_dir: str | None = None) -> RawSplit:
     """Load one split; local files are converted to Arrow once and cached by `datasets`."""
     if settings.data_dir is not None:
         path = split_file(settings.data_dir, split)
         builder = BUILDERS[path.suffix]
+        if _is_blank(path):
+            raise DataError(f"{path}: the split is empty")
         try:
             ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, cache_dir=cache_dir)
         except Exception as err:  # datasets wraps parser errors in several types; all mean "unreadable file"
@@ -51,6 +52,15 @@ def load_split(settings: DatasetSettings, split: str, cache_dir: Optional[str] =
             f"from the hub ({_root_cause(err)}); offline, set dataset.data_dir=<folder with {split}.jsonl>"
         ) from err
     return RawSplit(ds, f"hub {settings.hub_id}/{settings.hub_config}:{split}", None)
+
+
+def _is_blank(path: Path) -> bool:
+    """True for a file with nothing but white space (datasets would fail on it with a bare StopIteration)."""
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            if chunk.strip():
+                return False
+    return True
 
 
 def _root_cause(err: BaseException) -> str:

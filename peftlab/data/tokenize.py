@@ -40,12 +40,26 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 def tokenize_split(ds: datasets.Dataset, tokenizer, settings: DatasetSettings) -> tuple[datasets.Dataset, bool]:
     """Return (tokenised split, whether it came from the cache). Cache file sits next to the split's Arrow file."""
-    fn = TokenizeRows(tokenizer, settings.text_column, settings.text_pair_column, settings.label_column,
-                      list(settings.labels), settings.max_length)
-    fingerprint = Hasher.hash([
-        ds._fingerprint, tokenizer_fingerprint(tokenizer), settings.text_column, settings.text_pair_column,
-        settings.label_column, list(settings.labels), settings.max_length, "tokenize-v1",
-    ])
+    fn = TokenizeRows(
+        tokenizer,
+        settings.text_column,
+        settings.text_pair_column,
+        settings.label_column,
+        list(settings.labels),
+        settings.max_length,
+    )
+    fingerprint = Hasher.hash(
+        [
+            ds._fingerprint,
+            tokenizer_fingerprint(tokenizer),
+            settings.text_column,
+            settings.text_pair_column,
+            settings.label_column,
+            list(settings.labels),
+            settings.max_length,
+            "tokenize-v1",
+        ]
+    )
     cache_file = None
     if ds.cache_files:
         cache_file = str(Path(ds.cache_files[0]["filename"]).parent / f"peftlab-tokenized-{fingerprint}.arrow")

@@ -34,8 +34,8 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings, head_modules: lis
     )
     try:
         return peft.get_peft_model(model, config)
-    except ValueError as err:
-        if "not found in the base model" not in str(err):
+    except ValueError as err:  # peft raises NoMatchingPeftModuleError (a ValueError) or a plain ValueError
+        if type(err).__name__ != "NoMatchingPeftModuleError" and "not found in the base model" not in str(err):
             raise
         raise ConfigError(
             f"peft.target_modules={settings.target_modules}: not found in the model; "

@@ -28,8 +28,18 @@ def save_model(model: torch.nn.Module, tokenizer, out_dir: Path) -> Path:
     return out_dir
 
 
-def build_metrics_report(*, settings, module, stats, monitor: str, mode: str, adapter_dir: Path,
-                         best_checkpoint: str | None, global_step: int, epochs: int) -> dict:
+def build_metrics_report(
+    *,
+    settings,
+    module,
+    stats,
+    monitor: str,
+    mode: str,
+    adapter_dir: Path,
+    best_checkpoint: str | None,
+    global_step: int,
+    epochs: int,
+) -> dict:
     trainable, total = count_parameters(module.model)
     history = stats.history
     scored = [h for h in history if monitor in h]

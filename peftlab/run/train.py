@@ -1,6 +1,7 @@
 """train(cfg): validate -> data -> model + PEFT -> LightningModule -> Trainer.fit -> adapter/ + metrics.json."""
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -26,8 +27,31 @@ def instantiate_collection(section: DictConfig | None) -> list:
     return [instantiate(node) for node in section.values() if node is not None and "_target_" in node]
 
 
+@dataclass
+class RunResult:
+    """Everything a caller (CLI, sweep, test) may want after a fit."""
+
+    module: ClassificationModule
+    trainer: pl.Trainer
+    datamodule: object
+    tokenizer: object
+    output_dir: Path
+    report: dict | None  # None on non-zero ranks
+
+    @property
+    def best_metric(self) -> float | None:
+        if not self.report or not self.report["best"]:
+            return None
+        return self.report["best"][self.report["monitor"]]
+
+
 def train(cfg: DictConfig) -> float | None:
     """Run one fine-tuning job; returns the best validation metric (the value a sweeper optimises)."""
+    return fit(cfg).best_metric
+
+
+def fit(cfg: DictConfig) -> RunResult:
+    """validate -> data -> model -> Trainer.fit -> outputs; the stages in order, each from config."""
     settings = validate(cfg)  # fails here, before any heavy work, on a bad value
     check_hardware(settings.hardware)
     pl.seed_everything(settings.seed, workers=True)
@@ -41,14 +65,21 @@ def train(cfg: DictConfig) -> float | None:
 
     model = load_base_model(settings.model, settings.dataset.task, list(settings.dataset.labels))
     model = apply_method(model, settings.peft, settings.model.head_modules, settings.dataset.task)
-    module = ClassificationModule(model, instantiate(cfg.optim.optimizer), settings.optim.warmup_ratio,
-                                  datamodule.num_labels, list(settings.dataset.metrics))
+    module = ClassificationModule(
+        model,
+        instantiate(cfg.optim.optimizer),
+        settings.optim.warmup_ratio,
+        datamodule.num_labels,
+        list(settings.dataset.metrics),
+    )
 
     callbacks = instantiate_collection(cfg.get("callbacks"))
     stats = next((c for c in callbacks if isinstance(c, RunStats)), None) or RunStats()
     callbacks = [*callbacks, stats] if stats not in callbacks else callbacks
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_collection(cfg.get("logger")),
-                                      precision=resolve_precision(settings.hardware))
+    loggers = instantiate_collection(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, precision=resolve_precision(settings.hardware)
+    )
     trainer.fit(module, datamodule=datamodule, ckpt_path=settings.ckpt_path)
 
     checkpoint = trainer.checkpoint_callback
@@ -56,13 +87,21 @@ def train(cfg: DictConfig) -> float | None:
     if best_path:
         load_trainable_weights(module, best_path)  # adapter/ holds the best validation checkpoint
     if not trainer.is_global_zero:
-        return None
+        return RunResult(module, trainer, datamodule, tokenizer, output_dir, None)
     adapter_dir = save_model(module.model, tokenizer, output_dir / "adapter")
     monitor = checkpoint.monitor if checkpoint is not None and checkpoint.monitor else f"val/{settings.dataset.metric}"
     mode = checkpoint.mode if checkpoint is not None else "max"
-    report = build_metrics_report(settings=settings, module=module, stats=stats, monitor=monitor, mode=mode,
-                                  adapter_dir=adapter_dir, best_checkpoint=best_path or None,
-                                  global_step=trainer.global_step, epochs=trainer.current_epoch)
+    report = build_metrics_report(
+        settings=settings,
+        module=module,
+        stats=stats,
+        monitor=monitor,
+        mode=mode,
+        adapter_dir=adapter_dir,
+        best_checkpoint=best_path or None,
+        global_step=trainer.global_step,
+        epochs=trainer.current_epoch,
+    )
     write_metrics(report, output_dir / "metrics.json")
     print_summary(report, output_dir)
-    return report["best"][monitor] if report["best"] else None
+    return RunResult(module, trainer, datamodule, tokenizer, output_dir, report)

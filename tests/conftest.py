@@ -1,0 +1,77 @@
+"""Shared fixtures: compose the real conf/ tree, shrunk for CPU tests (tmp outputs, no progress bar)."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Offline and isolated: no hub calls, datasets' cache in a per-session temp folder (set before `datasets` loads).
+_SESSION_CACHE = Path(tempfile.mkdtemp(prefix="peftlab-tests-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ["HF_DATASETS_CACHE"] = str(_SESSION_CACHE / "hf-datasets")
+os.environ["PEFTLAB_CACHE_DIR"] = str(_SESSION_CACHE / "peftlab")
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+import peftlab  # noqa: E402,F401  (registers resolvers)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SHARED_DATA = Path(os.environ.get("PEFTLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# Overrides that make any composed config test-sized and quiet.
+TEST_OVERRIDES = [
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def compose_config(overrides: list[str], output_dir: Path | None = None):
+    """The real config tree with `overrides`; paths.output_dir points at a temp folder."""
+    extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[*TEST_OVERRIDES, *extra, *overrides])
+
+
+def option_names(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300):
+    """`python train.py ...` in a subprocess, with the test environment."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=timeout,
+        env={**os.environ},
+    )
+
+
+def shared_split_dir(name: str) -> Path:
+    folder = SHARED_DATA / name
+    if not (folder / "train.jsonl").is_file():
+        pytest.skip(f"real data not present: {folder} (see README, 'Local data')")
+    return folder
+
+
+@pytest.fixture
+def write_jsonl(tmp_path):
+    """Write rows as train/validation JSONL files in a temp folder; returns the folder."""
+    import json
+
+    def _write(train: list[dict], validation: list[dict] | None = None, folder: str = "data") -> Path:
+        out = tmp_path / folder
+        out.mkdir(exist_ok=True)
+        for split, rows in (("train", train), ("validation", validation if validation is not None else train)):
+            (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return out
+
+    return _write

@@ -1,0 +1,86 @@
+"""`python train.py ...` as a user runs it: bad overrides and bad data give one named line and exit != 0."""
+
+import json
+
+import pytest
+from conftest import run_cli
+
+
+def _error_line(proc) -> str:
+    """The one `error:` line (progress bars of `datasets` may precede it), and no traceback."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert proc.stderr.rstrip().endswith(errors[0])
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["peft.r=0"], "error: peft.r=0: LoRA rank must be an integer >= 1"),
+        (
+            ["trainer.max_epochs=-1"],
+            "error: trainer.max_epochs=-1: must be >= 1 (for step-based runs set trainer.max_steps too)",
+        ),
+        (
+            ["dataset=sst2", "dataset.data_dir=/no/such/folder"],
+            "error: dataset.data_dir='/no/such/folder': folder does not exist",
+        ),
+    ],
+)
+def test_bad_override_one_line(args, expected, tmp_path):
+    proc = run_cli(*args, f"hydra.run.dir={tmp_path}")
+    assert _error_line(proc) == expected
+
+
+def test_unknown_group_option_lists_the_allowed_ones(tmp_path):
+    proc = run_cli("model=nope", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "Could not find 'model/nope'" in proc.stderr
+    assert "Available options in 'model'" in proc.stderr and "minilm" in proc.stderr
+
+
+def test_bad_label_in_file_names_file_and_row(write_jsonl, tmp_path):
+    rows = [{"sentence": "fine", "label": 1}, {"sentence": "bad", "label": 0}, {"sentence": "odd", "label": 7}]
+    folder = write_jsonl(rows)
+    proc = run_cli("dataset=sst2", f"dataset.data_dir={folder}", f"hydra.run.dir={tmp_path / 'run'}")
+    line = _error_line(proc)
+    assert f"{folder / 'train.jsonl'}: row 2, line 3: label 7 is not in the label set" in line
+
+
+def test_cfg_job_prints_composed_config(tmp_path):
+    proc = run_cli("--cfg", "job", "peft.r=16")
+    assert proc.returncode == 0
+    assert "r: 16" in proc.stdout and "_target_: pytorch_lightning.Trainer" in proc.stdout
+
+
+def test_help_lists_groups():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for group in ("model:", "peft:", "dataset:", "hardware:", "trainer:", "logger:", "callbacks:"):
+        assert group in proc.stdout
+    assert "full, head_only, lora" in proc.stdout
+
+
+def test_default_run_end_to_end_with_overrides(tmp_path):
+    """The user's default command, shrunk: real CLI, real Hydra run dir, metrics.json + adapter/."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "trainer.max_epochs=1",
+        "dataset.max_train_rows=256",
+        "dataset.max_eval_rows=128",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+        "seed=1",
+        "peft.r=4",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["method"] == "lora" and metrics["seed"] == 1
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    assert "peft.r=4" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "peftlab run: minilm + lora on demo" in proc.stdout

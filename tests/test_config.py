@@ -1,0 +1,83 @@
+"""Every shipped config option composes and validates; bad values fail with a message naming the key."""
+
+import pytest
+from conftest import CONF, compose_config, option_names
+
+from peftlab.config import validate
+from peftlab.config.schema import PEFT_SCHEMAS
+from peftlab.errors import ConfigError
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+
+
+def test_every_group_has_options():
+    assert {"model", "peft", "dataset", "hardware", "trainer", "logger", "callbacks", "paths", "experiment"} <= set(
+        GROUPS
+    )
+    for group in GROUPS:
+        assert option_names(group), f"conf/{group} has no options"
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in option_names(g)])
+def test_every_option_composes_and_validates(group, option, tmp_path):
+    cfg = compose_config([f"{group}={option}"], output_dir=tmp_path)
+    settings = validate(cfg)
+    assert settings.peft.method in PEFT_SCHEMAS
+
+
+def test_every_peft_option_is_a_registered_method(tmp_path):
+    from peftlab.models.methods import METHODS
+
+    for option in option_names("peft"):
+        cfg = compose_config([f"peft={option}"], output_dir=tmp_path)
+        assert cfg.peft.method in METHODS
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("peft.r=0", "peft.r=0: LoRA rank must be an integer >= 1"),
+        ("peft.lora_dropout=1.5", "peft.lora_dropout=1.5"),
+        ("trainer.max_epochs=-1", "trainer.max_epochs=-1: must be >= 1"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs: Value 'abc'"),
+        ("dataset.batch_size=0", "dataset.batch_size=0: must be > 0"),
+        ("dataset.metric=auc", "dataset.metric='auc': allowed values are accuracy, f1, mcc"),
+        ("dataset.labels=[only]", "dataset.labels=['only']"),
+        ("+peft.rank=4", "peft.rank: unknown key; allowed keys are"),
+        ("peft.method=adapterz", "peft.method='adapterz': allowed methods are lora, full, head_only"),
+        ("hardware.precision=fp8", "hardware.precision='fp8': allowed values are"),
+        ("optim.optimizer.lr=0", "optim.optimizer.lr=0"),
+        ("seed=abc", "seed='abc': must be an integer"),
+        ("model.name_or_path=${peftlab.packaged_model:no_such_pkg}", "package 'no_such_pkg' is not installed"),
+    ],
+)
+def test_bad_values_name_the_key(override, expected, tmp_path):
+    cfg = compose_config([override], output_dir=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_data_dir_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    cfg = compose_config(["dataset=sst2", f"dataset.data_dir={missing}"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=f"dataset.data_dir='{missing}': folder does not exist"):
+        validate(cfg)
+
+
+def test_open_trainer_section_passes_extra_lightning_arguments(tmp_path):
+    cfg = compose_config(["+trainer.benchmark=true"], output_dir=tmp_path)
+    validate(cfg)  # unknown-to-us Trainer kwargs pass through; Lightning validates them
+
+
+def test_hardware_gpu_without_cuda_suggests_cpu(tmp_path):
+    import torch
+
+    from peftlab.run.hardware import check_hardware
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    settings = validate(compose_config(["hardware=gpu"], output_dir=tmp_path))
+    with pytest.raises(ConfigError, match=r"no CUDA device .* use hardware=cpu"):
+        check_hardware(settings.hardware)

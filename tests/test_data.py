@@ -1,0 +1,121 @@
+"""DataModule: demo generation, dynamic padding, tokenisation cache, and named errors for bad data."""
+
+import json
+import os
+
+import pytest
+from conftest import compose_config
+
+from peftlab.config import validate
+from peftlab.data.datamodule import ClassificationDataModule
+from peftlab.data.demo import write_demo_sentiment
+from peftlab.errors import DataError
+from peftlab.models.loading import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    settings = validate(compose_config([], output_dir=tmp_path_factory.mktemp("out")))
+    return load_tokenizer(settings.model)
+
+
+def _settings(tmp_path, overrides):
+    return validate(compose_config(overrides, output_dir=tmp_path)).dataset
+
+
+def test_demo_is_deterministic_balanced_and_labelled_synthetic(tmp_path):
+    a = write_demo_sentiment(str(tmp_path / "a"), train_rows=300, validation_rows=50, seed=3)
+    b = write_demo_sentiment(str(tmp_path / "b"), train_rows=300, validation_rows=50, seed=3)
+    assert (a / "train.jsonl").read_text() == (b / "train.jsonl").read_text()
+    rows = [json.loads(line) for line in (a / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 300 and set(rows[0]) == {"sentence", "label", "idx"}
+    assert 0.4 < sum(r["label"] for r in rows) / len(rows) < 0.6
+    assert any(" not " in r["sentence"] for r in rows)  # negation: keywords alone do not decide the label
+    assert "SYNTHETIC" in (a / "README.txt").read_text()
+
+
+def test_batches_are_padded_to_their_own_longest_row(tmp_path, tokenizer):
+    dm = ClassificationDataModule(_settings(tmp_path, ["dataset.batch_size=8"]), tokenizer)
+    dm.setup("fit")
+    widths = set()
+    for i, batch in enumerate(dm.train_dataloader()):
+        lengths = batch["attention_mask"].sum(dim=1)
+        assert batch["input_ids"].shape[1] == int(lengths.max())  # dynamic padding, not max_length
+        assert set(batch) >= {"input_ids", "attention_mask", "labels"}
+        widths.add(batch["input_ids"].shape[1])
+        if i == 20:
+            break
+    assert len(widths) > 1
+
+
+def test_second_setup_hits_tokenisation_cache(tmp_path, tokenizer):
+    settings = _settings(tmp_path, [])
+    first = ClassificationDataModule(settings, tokenizer)
+    first.setup("fit")
+    cache_file = first.train_dataset.cache_files[0]["filename"]
+    mtime = os.stat(cache_file).st_mtime_ns
+    second = ClassificationDataModule(settings, tokenizer)
+    second.setup("fit")
+    assert second.cache_hits == {"train": True, "validation": True}
+    assert second.train_dataset.cache_files[0]["filename"] == cache_file
+    assert os.stat(cache_file).st_mtime_ns == mtime  # the map was not recomputed
+    assert second.train_dataset["input_ids"][:5] == first.train_dataset["input_ids"][:5]
+    # a different max_length is a different tokenisation: computed, not served stale
+    third = ClassificationDataModule(_settings(tmp_path, ["dataset.max_length=16"]), tokenizer)
+    third.setup("fit")
+    assert third.cache_hits["train"] is False
+    assert max(len(ids) for ids in third.train_dataset["input_ids"]) <= 16
+
+
+def test_max_rows_and_string_labels(tmp_path, tokenizer, write_jsonl):
+    rows = [{"sentence": f"row {i}", "label": ["negative", "positive"][i % 2]} for i in range(40)]
+    folder = write_jsonl(rows)
+    settings = _settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}", "dataset.max_train_rows=10"])
+    dm = ClassificationDataModule(settings, tokenizer)
+    dm.setup("fit")
+    assert len(dm.train_dataset) == 10 and len(dm.val_dataset) == 40
+    assert sorted(set(dm.val_dataset["labels"])) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("train_rows", "message"),
+    [
+        ([{"text": "no sentence column", "label": 0}], "missing column 'sentence' (columns are: text, label)"),
+        (
+            [{"sentence": "ok", "label": 0}, {"sentence": "x", "label": "meh"}],
+            "row 1, line 2: label 'meh' is not in the label set",
+        ),
+        (
+            [{"sentence": "ok", "label": 0}, {"sentence": "ok", "label": 1}, {"sentence": "ok", "label": -1}],
+            "row 2, line 3: label -1 is not in the label set",
+        ),
+        ([{"sentence": "ok", "label": 0}, {"sentence": None, "label": 1}], "row 1, line 2: 'sentence' is None"),
+    ],
+)
+def test_bad_rows_name_file_and_first_bad_row(tmp_path, tokenizer, write_jsonl, train_rows, message):
+    folder = write_jsonl(train_rows, validation=[{"sentence": "fine", "label": 1}])
+    dm = ClassificationDataModule(_settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"]), tokenizer)
+    with pytest.raises(DataError) as info:
+        dm.prepare_data()
+    assert str(info.value).startswith(str(folder / "train.jsonl"))
+    assert message in str(info.value)
+
+
+def test_empty_split_and_missing_file(tmp_path, tokenizer, write_jsonl):
+    folder = write_jsonl([{"sentence": "ok", "label": 0}], validation=[])
+    settings = _settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"])
+    with pytest.raises(DataError, match=r"validation\.jsonl: the split is empty"):
+        ClassificationDataModule(settings, tokenizer).prepare_data()
+    (folder / "validation.jsonl").unlink()
+    with pytest.raises(DataError, match="no 'validation' split file"):
+        ClassificationDataModule(settings, tokenizer).prepare_data()
+
+
+def test_csv_files_are_read_too(tmp_path, tokenizer):
+    folder = tmp_path / "csvdata"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        (folder / f"{split}.csv").write_text("sentence,label\ngood film,1\nbad film,0\nodd film,5\n")
+    settings = _settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"])
+    with pytest.raises(DataError, match=r"train.csv: row 2, line 4: label 5"):
+        ClassificationDataModule(settings, tokenizer).prepare_data()

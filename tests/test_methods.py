@@ -1,0 +1,69 @@
+"""PEFT methods on the packaged MiniLM: exactly the parameters each method implies are trainable."""
+
+import pytest
+import torch
+from conftest import compose_config
+
+from peftlab.config import validate
+from peftlab.errors import ConfigError
+from peftlab.models.loading import load_base_model
+from peftlab.models.methods import apply_method, linear_module_names
+from peftlab.models.params import count_parameters
+
+
+def _settings(tmp_path, overrides):
+    return validate(compose_config(overrides, output_dir=tmp_path))
+
+
+def _fresh(settings):
+    return load_base_model(settings.model, settings.dataset.task, list(settings.dataset.labels))
+
+
+def _head_params(model) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier."))
+
+
+@pytest.mark.parametrize(("r", "targets"), [(8, ["query", "value"]), (4, ["query", "key", "value", "dense"])])
+def test_lora_trainable_count_is_r_times_in_plus_out(tmp_path, r, targets):
+    settings = _settings(tmp_path, [f"peft.r={r}", f"peft.target_modules=[{','.join(targets)}]"])
+    base = _fresh(settings)
+    expected_lora = sum(
+        r * (m.in_features + m.out_features)
+        for name, m in base.named_modules()
+        if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
+    )
+    head = _head_params(base)
+    model = apply_method(base, settings.peft, settings.model.head_modules, "classification")
+    trainable, _ = count_parameters(model)
+    assert trainable == expected_lora + head
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all("lora_" in n or "modules_to_save" in n for n in names)
+
+
+def test_full_trains_everything_and_head_only_just_the_head(tmp_path):
+    full = apply_method(_fresh(s := _settings(tmp_path, ["peft=full"])), s.peft, s.model.head_modules, "classification")
+    trainable, total = count_parameters(full)
+    assert trainable == total > 20_000_000
+    s = _settings(tmp_path, ["peft=head_only"])
+    base = _fresh(s)
+    head = _head_params(base)
+    model = apply_method(base, s.peft, s.model.head_modules, "classification")
+    assert count_parameters(model)[0] == head == 384 * 2 + 2
+
+
+def test_unknown_target_module_lists_linear_names(tmp_path):
+    settings = _settings(tmp_path, ["peft.target_modules=[q_proj,v_proj]"])
+    base = _fresh(settings)
+    with pytest.raises(ConfigError) as info:
+        apply_method(base, settings.peft, settings.model.head_modules, "classification")
+    message = str(info.value)
+    assert message.startswith("peft.target_modules=['q_proj', 'v_proj']: not found in the model")
+    for name in ("query", "key", "value", "dense", "classifier"):
+        assert name in message
+    assert linear_module_names(base) == ["classifier", "dense", "key", "query", "value"]
+
+
+def test_head_only_with_unknown_head_names_the_key(tmp_path):
+    settings = _settings(tmp_path, ["peft=head_only", "model.head_modules=[score]"])
+    with pytest.raises(ConfigError, match=r"model.head_modules=\['score'\]: no such module"):
+        apply_method(_fresh(settings), settings.peft, settings.model.head_modules, "classification")
