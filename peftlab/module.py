@@ -38,7 +38,7 @@ class ClassificationModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.model(**batch)
         self.val_metrics.update(out.logits.argmax(dim=-1), batch["labels"])
-        self.log("val/loss", out.loss, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]))
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True)

@@ -54,7 +54,8 @@ def test_second_setup_hits_tokenisation_cache(tmp_path, tokenizer):
     first.setup("fit")
     cache_file = first.train_dataset.cache_files[0]["filename"]
     mtime = os.stat(cache_file).st_mtime_ns
-    second = ClassificationDataModule(settings, tokenizer)
+    fresh_tokenizer = load_tokenizer(validate(compose_config([], output_dir=tmp_path)).model)  # as a new process has
+    second = ClassificationDataModule(settings, fresh_tokenizer)
     second.setup("fit")
     assert second.cache_hits == {"train": True, "validation": True}
     assert second.train_dataset.cache_files[0]["filename"] == cache_file

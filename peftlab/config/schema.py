@@ -105,7 +105,18 @@ class DatasetSettings:
 
 
 @dataclass
-class LoraSettings:
+class MethodSettings:
+    """What every PEFT method has: its registry name and its recommended learning rate."""
+
+    method: str = ""
+    lr: float = 5e-4
+
+    def __post_init__(self) -> None:
+        check_positive("lr", self.lr)
+
+
+@dataclass
+class LoraSettings(MethodSettings):
     """LoRA hyper-parameters; handed to peft.LoraConfig, which validates the rest."""
 
     method: str = "lora"
@@ -115,37 +126,30 @@ class LoraSettings:
     target_modules: Any = None
     bias: str = "none"
     use_rslora: bool = False
-    lr: float = 5e-4
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.r >= 1, "r", self.r, "LoRA rank must be an integer >= 1")
         check_positive("lora_alpha", self.lora_alpha)
         check(0.0 <= self.lora_dropout < 1.0, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
         check(bool(self.target_modules), "target_modules", self.target_modules, "a non-empty list of module names")
         check_choice("bias", self.bias, LORA_BIAS)
-        check_positive("lr", self.lr)
 
 
 @dataclass
-class FullSettings:
+class FullSettings(MethodSettings):
     """Full fine-tuning baseline: nothing to configure but the learning rate."""
 
     method: str = "full"
     lr: float = 3e-5
 
-    def __post_init__(self) -> None:
-        check_positive("lr", self.lr)
-
 
 @dataclass
-class HeadOnlySettings:
+class HeadOnlySettings(MethodSettings):
     """Frozen base, trainable head (the model's head_modules)."""
 
     method: str = "head_only"
     lr: float = 2e-3
-
-    def __post_init__(self) -> None:
-        check_positive("lr", self.lr)
 
 
 # The peft group's registry: `peft.method` picks the schema (and, in models/methods.py, the builder).

@@ -1,5 +1,6 @@
 """Tokenisation through `datasets.map`, cached under a fingerprint of (rows, tokenizer, columns, max length)."""
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,12 @@ class TokenizeRows:
 def tokenizer_fingerprint(tokenizer) -> str:
     """Stable across processes (unlike hashing the object): class, vocabulary and normalisation rules."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    state = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is None:
+        state = repr(sorted(tokenizer.get_vocab().items()))
+    else:
+        # Calling the tokenizer records its last truncation/padding in this state: leave those out, or the
+        # fingerprint would depend on whether an earlier split was tokenised or read from the cache.
+        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
     return Hasher.hash([type(tokenizer).__name__, state, tokenizer.model_max_length])
 
 

@@ -1,6 +1,5 @@
 """train(cfg): validate -> data -> model + PEFT -> LightningModule -> Trainer.fit -> adapter/ + metrics.json."""
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from peftlab.module import ClassificationModule
 from peftlab.run.callbacks import RunStats
 from peftlab.run.hardware import check_hardware, resolve_precision
 from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, save_model, write_metrics
-
-log = logging.getLogger(__name__)
 
 
 def instantiate_collection(section: DictConfig | None) -> list:
