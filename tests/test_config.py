@@ -44,7 +44,10 @@ def test_every_peft_option_is_a_registered_method(tmp_path):
         ("dataset.metric=auc", "dataset.metric='auc': allowed values are accuracy, f1, mcc"),
         ("dataset.labels=[only]", "dataset.labels=['only']"),
         ("+peft.rank=4", "peft.rank: unknown key; allowed keys are"),
-        ("peft.method=adapterz", "peft.method='adapterz': allowed methods are lora, full, head_only"),
+        (
+            "peft.method=adapterz",
+            "peft.method='adapterz': allowed methods are lora, qlora, ia3, prefix, adapters, full, head_only",
+        ),
         ("hardware.precision=fp8", "hardware.precision='fp8': allowed values are"),
         ("optim.optimizer.lr=0", "optim.optimizer.lr=0"),
         ("seed=abc", "seed='abc': must be an integer"),

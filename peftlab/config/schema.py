@@ -45,12 +45,29 @@ class ModelSettings:
     name_or_path: str
     tokenizer: str | None = None
     dtype: str = "float32"
+    # pretrained: from_pretrained(name_or_path). random: an offline twin built from_config(model_type,
+    # config_overrides) and written to name_or_path once (see models/tiny.py).
+    init: str = "pretrained"
+    model_type: str | None = None
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    # Tokenizers without a pad token (GPT-2, BLOOM): "eos" pads with the end-of-sequence token.
+    pad_token: str | None = None
     head_modules: list[str] = field(default_factory=lambda: ["classifier"])
-    peft_targets: dict[str, Any] = field(default_factory=dict)
+    peft_defaults: dict[str, Any] = field(default_factory=dict)
+    # method -> why peft cannot apply it to this family (rejected before loading, with this reason).
+    unsupported_methods: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check(bool(self.name_or_path), "name_or_path", self.name_or_path, "a hub id or a local folder")
         check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        check_choice("init", self.init, ("pretrained", "random"))
+        check(
+            self.init == "pretrained" or bool(self.model_type),
+            "model_type",
+            self.model_type,
+            "needed when init=random (e.g. gpt2, t5, bloom, deberta-v2)",
+        )
+        check(self.pad_token in (None, "eos"), "pad_token", self.pad_token, "null or eos")
 
 
 @dataclass
@@ -152,8 +169,81 @@ class HeadOnlySettings(MethodSettings):
     lr: float = 2e-3
 
 
+@dataclass
+class QLoraSettings(LoraSettings):
+    """LoRA on a 4-bit (bitsandbytes) base: quantisation type, double quantisation and compute dtype."""
+
+    method: str = "qlora"
+    quant_type: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "float32"  # bfloat16 on GPUs that have it (the QLoRA paper's setting)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("quant_type", self.quant_type, ("nf4", "fp4"))
+        check_choice("compute_dtype", self.compute_dtype, ("float32", "bfloat16", "float16"))
+
+
+@dataclass
+class IA3Settings(MethodSettings):
+    """(IA)^3 (Liu et al. 2022): learned rescaling of keys, values and FFN activations, through peft."""
+
+    method: str = "ia3"
+    target_modules: Any = None
+    feedforward_modules: Any = None
+    lr: float = 3e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(bool(self.target_modules), "target_modules", self.target_modules, "a non-empty list of module names")
+
+
+@dataclass
+class PrefixSettings(MethodSettings):
+    """Prefix tuning (Li & Liang 2021) through peft: trained key/value prefixes in every attention layer."""
+
+    method: str = "prefix"
+    num_virtual_tokens: int = 20
+    prefix_projection: bool = False
+    encoder_hidden_size: int | None = None  # width of the projection MLP (prefix_projection=true)
+    lr: float = 1e-2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.num_virtual_tokens >= 1, "num_virtual_tokens", self.num_virtual_tokens, "must be >= 1")
+        check_positive("encoder_hidden_size", self.encoder_hidden_size, allow_none=True)
+
+
+@dataclass
+class ParallelAdapterSettings(MethodSettings):
+    """Parallel adapter (He et al. 2022): a scaled bottleneck beside each FFN block (models/parallel_adapter.py)."""
+
+    method: str = "adapters"
+    reduction_factor: int = 16
+    scaling: float = 4.0
+    activation: str = "relu"
+    ffn_input: str = ""  # module (relative to a block) whose input is the FFN input
+    ffn_output: str = ""  # module whose output receives the adapter's contribution
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.reduction_factor >= 1, "reduction_factor", self.reduction_factor, "must be an integer >= 1")
+        check_choice("activation", self.activation, ("relu", "gelu", "silu", "tanh"))
+        for key in ("ffn_input", "ffn_output"):
+            check(bool(getattr(self, key)), key, getattr(self, key), "a module name (family default in model YAML)")
+
+
 # The peft group's registry: `peft.method` picks the schema (and, in models/methods.py, the builder).
-PEFT_SCHEMAS: dict[str, type] = {"lora": LoraSettings, "full": FullSettings, "head_only": HeadOnlySettings}
+PEFT_SCHEMAS: dict[str, type] = {
+    "lora": LoraSettings,
+    "qlora": QLoraSettings,
+    "ia3": IA3Settings,
+    "prefix": PrefixSettings,
+    "adapters": ParallelAdapterSettings,
+    "full": FullSettings,
+    "head_only": HeadOnlySettings,
+}
 
 
 @dataclass

@@ -36,6 +36,9 @@ def validate(cfg: DictConfig) -> RunSettings:
     if method not in PEFT_SCHEMAS:
         raise ConfigError(f"peft.method={method!r}: allowed methods are {', '.join(PEFT_SCHEMAS)}")
     typed["peft"] = _typed_section(cfg, "peft", PEFT_SCHEMAS[method], closed=True)
+    reason = typed["model"].unsupported_methods.get(method)
+    if reason:
+        raise ConfigError(f"peft={method} with model={typed['model'].name}: not supported ({reason})")
     return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"))
 
 

@@ -5,6 +5,7 @@ import transformers
 
 from peftlab.config.schema import ModelSettings
 from peftlab.errors import ConfigError
+from peftlab.models.tiny import materialise_twin
 
 # dataset.task -> transformers auto class that adds the right head.
 TASK_AUTO_CLASSES = {"classification": "AutoModelForSequenceClassification"}
@@ -13,23 +14,46 @@ TASK_AUTO_CLASSES = {"classification": "AutoModelForSequenceClassification"}
 def load_tokenizer(settings: ModelSettings):
     source = settings.tokenizer or settings.name_or_path
     try:
-        return transformers.AutoTokenizer.from_pretrained(source)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
     except OSError as err:
         raise ConfigError(f"model.tokenizer: cannot load a tokenizer from {source!r} ({err})") from err
+    if tokenizer.pad_token is None:
+        if settings.pad_token != "eos":
+            raise ConfigError(f"model.pad_token: tokenizer of {source!r} has no pad token; set model.pad_token=eos")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
-def load_base_model(settings: ModelSettings, task: str, labels: list[str]) -> torch.nn.Module:
-    """Pretrained weights from a hub id or folder; the task head is freshly initialised for `labels`."""
+def model_source(settings: ModelSettings, task: str) -> str:
+    """The folder or hub id to load; for init=random, the offline twin is written there first."""
+    if settings.init == "random":
+        materialise_twin(
+            settings.name_or_path, settings.model_type, dict(settings.config_overrides), TASK_AUTO_CLASSES[task]
+        )
+    return settings.name_or_path
+
+
+def load_base_model(
+    settings: ModelSettings, task: str, labels: list[str], pad_token_id: int | None = None, **load_kwargs
+) -> torch.nn.Module:
+    """Pretrained (or twin) weights; the task head is freshly initialised for `labels`.
+
+    load_kwargs go to from_pretrained (e.g. quantization_config for QLoRA).
+    """
     auto_class = getattr(transformers, TASK_AUTO_CLASSES[task])
+    source = model_source(settings, task)
     try:
         model = auto_class.from_pretrained(
-            settings.name_or_path,
+            source,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)},
             dtype=getattr(torch, settings.dtype),
+            **load_kwargs,
         )
     except OSError as err:
         raise ConfigError(f"model.name_or_path: cannot load {settings.name_or_path!r} ({err})") from err
+    if pad_token_id is not None:  # decoder heads find each row's last token through pad_token_id
+        model.config.pad_token_id = pad_token_id
     # from_pretrained returns eval mode; Lightning keeps sub-module modes as found, so switch dropout on.
     return model.train()

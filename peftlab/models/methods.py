@@ -1,37 +1,34 @@
-"""PEFT method registry: `peft.method` -> a function that makes the right parameters trainable.
+"""PEFT method registry: `peft.method` -> how to load the base for it, make it trainable, and save it.
 
-LoRA goes through peft (get_peft_model); `full` and `head_only` are the two comparison baselines and need no peft.
-Every method keeps the model's head modules trainable (for LoRA via peft's modules_to_save, so they are saved).
+peft does LoRA, QLoRA's LoRA part, IA3 and prefix tuning (a thin mapping from our settings to its config classes);
+the parallel adapter is ours (parallel_adapter.py); `full` and `head_only` are the comparison baselines.
+Every method keeps the model's head modules trainable and saved.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import peft
 import torch
 
-from peftlab.config.schema import FullSettings, HeadOnlySettings, LoraSettings
 from peftlab.errors import ConfigError
+from peftlab.models import parallel_adapter
 
 # dataset.task -> peft task type (decides which wrapper class peft builds).
 TASK_PEFT_TYPES = {"classification": peft.TaskType.SEQ_CLS}
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
-    """Distinct short names of Linear layers: what `target_modules` can name."""
-    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    """Distinct short names of Linear layers (Conv1D in GPT-2): what `target_modules` can name."""
+    from transformers.pytorch_utils import Conv1D
 
-
-def apply_lora(model: torch.nn.Module, settings: LoraSettings, head_modules: list[str], task: str):
-    config = peft.LoraConfig(
-        task_type=TASK_PEFT_TYPES[task],
-        r=settings.r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=settings.target_modules,
-        bias=settings.bias,
-        use_rslora=settings.use_rslora,
-        modules_to_save=list(head_modules),  # else the new head is silently not saved (peft #310, #577)
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
     )
+
+
+def _wrap_with_peft(model, config, settings):
     try:
         return peft.get_peft_model(model, config)
     except ValueError as err:  # peft raises NoMatchingPeftModuleError (a ValueError) or a plain ValueError
@@ -43,13 +40,78 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings, head_modules: lis
         ) from err
 
 
-def apply_full(model: torch.nn.Module, settings: FullSettings, head_modules: list[str], task: str):
+def apply_lora(model, settings, head_modules, task):
+    config = peft.LoraConfig(
+        task_type=TASK_PEFT_TYPES[task],
+        r=settings.r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.target_modules,
+        bias=settings.bias,
+        use_rslora=settings.use_rslora,
+        modules_to_save=list(head_modules),  # else the new head is silently not saved (peft #310, #577)
+    )
+    return _wrap_with_peft(model, config, settings)
+
+
+def qlora_load_kwargs(settings, head_modules) -> dict:
+    """4-bit base; the head stays out of quantisation (llm_int8_skip_modules) so it can train in full precision."""
+    from transformers import BitsAndBytesConfig
+
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=settings.quant_type,
+            bnb_4bit_use_double_quant=settings.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, settings.compute_dtype),
+            llm_int8_skip_modules=list(head_modules),
+        )
+    }
+
+
+def apply_qlora(model, settings, head_modules, task):
+    model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return apply_lora(model, settings, head_modules, task)
+
+
+def apply_ia3(model, settings, head_modules, task):
+    config = peft.IA3Config(
+        task_type=TASK_PEFT_TYPES[task],
+        target_modules=settings.target_modules,
+        feedforward_modules=settings.feedforward_modules,
+        modules_to_save=list(head_modules),
+    )
+    return _wrap_with_peft(model, config, settings)
+
+
+def apply_prefix(model, settings, head_modules, task):
+    config = peft.PrefixTuningConfig(
+        task_type=TASK_PEFT_TYPES[task],
+        num_virtual_tokens=settings.num_virtual_tokens,
+        prefix_projection=settings.prefix_projection,
+        encoder_hidden_size=settings.encoder_hidden_size or model.config.hidden_size,
+        modules_to_save=list(head_modules),
+    )
+    return peft.get_peft_model(model, config)
+
+
+def apply_parallel_adapters(model, settings, head_modules, task):
+    model.requires_grad_(False)
+    config = {k: getattr(settings, k) for k in ("reduction_factor", "scaling", "activation", "ffn_input", "ffn_output")}
+    parallel_adapter.inject_parallel_adapters(model, config)
+    for name, param in model.named_parameters():
+        if f".{parallel_adapter.ATTR}." in name or _is_head(name.rsplit(".", 1)[0], head_modules):
+            param.requires_grad_(True)
+    return model
+
+
+def apply_full(model, settings, head_modules, task):
     for param in model.parameters():
         param.requires_grad_(True)
     return model
 
 
-def apply_head_only(model: torch.nn.Module, settings: HeadOnlySettings, head_modules: list[str], task: str):
+def apply_head_only(model, settings, head_modules, task):
     model.requires_grad_(False)
     matched = [m for name, m in model.named_modules() if _is_head(name, head_modules)]
     if not matched:
@@ -61,12 +123,46 @@ def apply_head_only(model: torch.nn.Module, settings: HeadOnlySettings, head_mod
 
 
 def _is_head(name: str, head_modules: list[str]) -> bool:
-    return any(name == h or name.endswith("." + h) for h in head_modules)
+    return any(name == h or name.endswith("." + h) or name.startswith(h + ".") for h in head_modules)
 
 
-METHODS: dict[str, Callable] = {"lora": apply_lora, "full": apply_full, "head_only": apply_head_only}
+def save_pretrained(model, out_dir: Path, head_modules) -> None:
+    """peft models write adapter_config.json + adapter_model.safetensors; plain models a full checkpoint."""
+    model.save_pretrained(out_dir)
+
+
+def save_parallel(model, out_dir: Path, head_modules) -> None:
+    parallel_adapter.save_parallel_adapters(model, out_dir, head_modules)
+
+
+@dataclass(frozen=True)
+class Method:
+    apply: Callable
+    save: Callable = save_pretrained
+    load_kwargs: Callable | None = None  # extra from_pretrained arguments (QLoRA: quantization_config)
+
+
+METHODS: dict[str, Method] = {
+    "lora": Method(apply_lora),
+    "qlora": Method(apply_qlora, load_kwargs=qlora_load_kwargs),
+    "ia3": Method(apply_ia3),
+    "prefix": Method(apply_prefix),
+    "adapters": Method(apply_parallel_adapters, save=save_parallel),
+    "full": Method(apply_full),
+    "head_only": Method(apply_head_only),
+}
+
+
+def load_kwargs_for(settings, head_modules) -> dict:
+    method = METHODS[settings.method]
+    return method.load_kwargs(settings, head_modules) if method.load_kwargs else {}
 
 
 def apply_method(model: torch.nn.Module, settings, head_modules: list[str], task: str) -> torch.nn.Module:
     """Return the model ready to train with settings.method (validated beforehand, so the key exists)."""
-    return METHODS[settings.method](model, settings, head_modules, task)
+    return METHODS[settings.method].apply(model, settings, head_modules, task)
+
+
+def save_trained(model: torch.nn.Module, settings, head_modules: list[str], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    METHODS[settings.method].save(model, out_dir, head_modules)

@@ -20,14 +20,6 @@ def load_trainable_weights(module: torch.nn.Module, checkpoint_path: str) -> Non
     module.load_state_dict(checkpoint["state_dict"], strict=False)
 
 
-def save_model(model: torch.nn.Module, tokenizer, out_dir: Path) -> Path:
-    """PeftModel -> adapter_config.json + adapter_model.safetensors; plain model -> full safetensors model."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
-
-
 def build_metrics_report(
     *,
     settings,

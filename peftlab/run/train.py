@@ -10,11 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 from peftlab.config import validate
 from peftlab.data.datamodule import DATAMODULES
 from peftlab.models.loading import load_base_model, load_tokenizer
-from peftlab.models.methods import apply_method
+from peftlab.models.methods import apply_method, load_kwargs_for, save_trained
 from peftlab.module import ClassificationModule
 from peftlab.run.callbacks import RunStats
 from peftlab.run.hardware import check_hardware, resolve_precision
-from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, save_model, write_metrics
+from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, write_metrics
 
 
 def instantiate_collection(section: DictConfig | None) -> list:
@@ -60,7 +60,14 @@ def fit(cfg: DictConfig) -> RunResult:
     datamodule = DATAMODULES[settings.dataset.task](settings.dataset, tokenizer, seed=settings.seed)
     datamodule.prepare_data()  # data errors surface before the model is loaded
 
-    model = load_base_model(settings.model, settings.dataset.task, list(settings.dataset.labels))
+    head = list(settings.model.head_modules)
+    model = load_base_model(
+        settings.model,
+        settings.dataset.task,
+        list(settings.dataset.labels),
+        pad_token_id=tokenizer.pad_token_id,
+        **load_kwargs_for(settings.peft, head),
+    )
     model = apply_method(model, settings.peft, settings.model.head_modules, settings.dataset.task)
     module = ClassificationModule(
         model,
@@ -74,6 +81,8 @@ def fit(cfg: DictConfig) -> RunResult:
     stats = next((c for c in callbacks if isinstance(c, RunStats)), None) or RunStats()
     callbacks = [*callbacks, stats] if stats not in callbacks else callbacks
     loggers = instantiate_collection(cfg.get("logger"))
+    if not loggers:  # Lightning refuses a LearningRateMonitor without a logger: nothing to monitor into
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, precision=resolve_precision(settings.hardware)
     )
@@ -85,7 +94,9 @@ def fit(cfg: DictConfig) -> RunResult:
         load_trainable_weights(module, best_path)  # adapter/ holds the best validation checkpoint
     if not trainer.is_global_zero:
         return RunResult(module, trainer, datamodule, tokenizer, output_dir, None)
-    adapter_dir = save_model(module.model, tokenizer, output_dir / "adapter")
+    adapter_dir = output_dir / "adapter"
+    save_trained(module.model, settings.peft, head, adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
     monitor = checkpoint.monitor if checkpoint is not None and checkpoint.monitor else f"val/{settings.dataset.metric}"
     mode = checkpoint.mode if checkpoint is not None else "max"
     report = build_metrics_report(

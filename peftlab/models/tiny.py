@@ -1,0 +1,40 @@
+"""Offline twins: a family's real model classes built `from_config` with small dimensions and random weights.
+
+The twin is written once (seeded) to a folder as an ordinary checkpoint, so everything downstream — 4-bit
+loading, adapters, save/reload — goes through the same `from_pretrained` path as a hub model.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import transformers
+
+TWIN_MARKER = "peftlab_twin.json"
+
+
+def materialise_twin(folder: str, model_type: str, config_overrides: dict, task_auto_class: str, seed: int = 0) -> Path:
+    """Write (or reuse) a random-weight checkpoint of `model_type` in `folder`; returns the folder."""
+    out = Path(folder).expanduser()
+    spec = {
+        "model_type": model_type,
+        "config": config_overrides,
+        "auto_class": task_auto_class,
+        "seed": seed,
+        "transformers": transformers.__version__,
+    }
+    marker = out / TWIN_MARKER
+    if marker.is_file() and json.loads(marker.read_text()) == spec and (out / "config.json").is_file():
+        return out
+    config = transformers.AutoConfig.for_model(model_type, **config_overrides)
+    torch.manual_seed(seed)  # same weights for every run and every test: twins are reproducible
+    model = getattr(transformers, task_auto_class).from_config(config)
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    (tmp / TWIN_MARKER).write_text(json.dumps(spec, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # a stale twin (other spec) is rebuilt
+    tmp.replace(out)  # atomic: a parallel job sees either no twin or a whole one
+    return out
