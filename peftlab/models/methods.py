@@ -135,10 +135,23 @@ def save_parallel(model, out_dir: Path, head_modules) -> None:
     parallel_adapter.save_parallel_adapters(model, out_dir, head_modules)
 
 
+def load_peft_adapter(base, folder: Path):
+    return peft.PeftModel.from_pretrained(base, folder)
+
+
+def load_parallel(base, folder: Path):
+    return parallel_adapter.load_parallel_adapters(base, folder)
+
+
+def load_full_model(base, folder: Path):
+    return type(base).from_pretrained(folder)
+
+
 @dataclass(frozen=True)
 class Method:
     apply: Callable
     save: Callable = save_pretrained
+    load: Callable = load_peft_adapter  # (fresh base, adapter folder) -> trained model
     load_kwargs: Callable | None = None  # extra from_pretrained arguments (QLoRA: quantization_config)
 
 
@@ -147,9 +160,9 @@ METHODS: dict[str, Method] = {
     "qlora": Method(apply_qlora, load_kwargs=qlora_load_kwargs),
     "ia3": Method(apply_ia3),
     "prefix": Method(apply_prefix),
-    "adapters": Method(apply_parallel_adapters, save=save_parallel),
-    "full": Method(apply_full),
-    "head_only": Method(apply_head_only),
+    "adapters": Method(apply_parallel_adapters, save=save_parallel, load=load_parallel),
+    "full": Method(apply_full, load=load_full_model),
+    "head_only": Method(apply_head_only, load=load_full_model),
 }
 
 
@@ -166,3 +179,20 @@ def apply_method(model: torch.nn.Module, settings, head_modules: list[str], task
 def save_trained(model: torch.nn.Module, settings, head_modules: list[str], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     METHODS[settings.method].save(model, out_dir, head_modules)
+
+
+def load_trained(base: torch.nn.Module, settings, folder: Path) -> torch.nn.Module:
+    """Put what save_trained wrote back onto a fresh base (for QLoRA: a freshly quantised one)."""
+    return METHODS[settings.method].load(base, Path(folder))
+
+
+def base_memory_footprint(model: torch.nn.Module, full_precision_bytes_per_param: int) -> dict:
+    """Bytes of the loaded weights vs the same model unquantised (4-bit layers store two weights per byte)."""
+    loaded = full = 0
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            loaded += param.numel() * param.element_size()
+            shape = getattr(param, "quant_state", None)
+            numel = shape.shape.numel() if shape is not None else param.numel()
+            full += numel * full_precision_bytes_per_param
+    return {"loaded_mb": round(loaded / 2**20, 2), "full_precision_mb": round(full / 2**20, 2)}

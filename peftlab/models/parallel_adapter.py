@@ -52,15 +52,15 @@ def _out_features(module: nn.Module) -> int:
     raise ConfigError(f"peft.ffn_output: {type(module).__name__} is not a Linear layer")
 
 
-def ffn_pairs(model: nn.Module, ffn_input: str, ffn_output: str) -> list[tuple[nn.Module, nn.Module]]:
-    """(input module, output module) per block: <block>.<ffn_input> and <block>.<ffn_output>."""
+def ffn_pairs(model: nn.Module, ffn_input: str, ffn_output: str) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
+    """(block, input module, output module) per block: <block>.<ffn_input> and <block>.<ffn_output>."""
     modules = dict(model.named_modules())
     pairs = []
     for name, module in modules.items():
         if name == ffn_input or name.endswith("." + ffn_input):
             block = name[: len(name) - len(ffn_input)]
             if block + ffn_output in modules:
-                pairs.append((module, modules[block + ffn_output]))
+                pairs.append((modules[block.rstrip(".")], module, modules[block + ffn_output]))
     if not pairs:
         raise ConfigError(
             f"peft.ffn_input={ffn_input!r} / peft.ffn_output={ffn_output!r}: no FFN blocks found in the model"
@@ -69,15 +69,15 @@ def ffn_pairs(model: nn.Module, ffn_input: str, ffn_output: str) -> list[tuple[n
 
 
 def inject_parallel_adapters(model: nn.Module, config: dict) -> list[ParallelAdapter]:
-    """Add one adapter per FFN block (as a child of the FFN input module) and wire its hooks."""
+    """Add one adapter per FFN block (a child of the block, beside the FFN: never inside a Sequential) + hooks."""
     adapters = []
-    for ffn_in, ffn_out in ffn_pairs(model, config["ffn_input"], config["ffn_output"]):
+    for block, ffn_in, ffn_out in ffn_pairs(model, config["ffn_input"], config["ffn_output"]):
         hidden = _out_features(ffn_out)
         adapter = ParallelAdapter(
             hidden, max(1, hidden // config["reduction_factor"]), config["scaling"], config["activation"]
         )
         adapter.to(next(ffn_out.parameters()).device)
-        ffn_in.add_module(ATTR, adapter)
+        block.add_module(ATTR, adapter)
         ffn_in.register_forward_pre_hook(adapter._remember_input)
         ffn_out.register_forward_hook(adapter._add_to_output)
         adapters.append(adapter)

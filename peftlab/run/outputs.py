@@ -29,6 +29,7 @@ def build_metrics_report(
     mode: str,
     adapter_dir: Path,
     best_checkpoint: str | None,
+    base_memory: dict,
     global_step: int,
     epochs: int,
 ) -> dict:
@@ -48,6 +49,7 @@ def build_metrics_report(
         "last": history[-1] if history else None,
         "history": history,
         "params": {"trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 4)},
+        "base_memory": base_memory,
         "adapter_dir": str(adapter_dir),
         "adapter_bytes": folder_bytes(adapter_dir),
         "best_checkpoint": best_checkpoint,
@@ -75,6 +77,10 @@ def print_summary(report: dict, output_dir: Path) -> None:
     table.add_row("fit time (train only)", f"{report['fit_time_s']:.1f} s ({report['train_time_s']:.1f} s)")
     table.add_row("train samples/s", f"{report['samples_per_s']:.1f}")
     table.add_row("peak memory", ", ".join(f"{k} {v:,.0f}" for k, v in report["peak_memory"].items()))
+    mem = report["base_memory"]
+    table.add_row(
+        "base weights in memory", f"{mem['loaded_mb']:,.1f} MiB (full precision {mem['full_precision_mb']:,.1f} MiB)"
+    )
     table.add_row("adapter size", f"{report['adapter_bytes'] / 2**20:.2f} MiB")
     table.add_row("outputs", str(output_dir))
     Console().print(table)

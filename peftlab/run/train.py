@@ -4,13 +4,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from peftlab.config import validate
+from peftlab.config import RunSettings, validate
 from peftlab.data.datamodule import DATAMODULES
 from peftlab.models.loading import load_base_model, load_tokenizer
-from peftlab.models.methods import apply_method, load_kwargs_for, save_trained
+from peftlab.models.methods import apply_method, base_memory_footprint, load_kwargs_for, save_trained
 from peftlab.module import ClassificationModule
 from peftlab.run.callbacks import RunStats
 from peftlab.run.hardware import check_hardware, resolve_precision
@@ -28,6 +29,7 @@ def instantiate_collection(section: DictConfig | None) -> list:
 class RunResult:
     """Everything a caller (CLI, sweep, test) may want after a fit."""
 
+    settings: RunSettings
     module: ClassificationModule
     trainer: pl.Trainer
     datamodule: object
@@ -68,7 +70,8 @@ def fit(cfg: DictConfig) -> RunResult:
         pad_token_id=tokenizer.pad_token_id,
         **load_kwargs_for(settings.peft, head),
     )
-    model = apply_method(model, settings.peft, settings.model.head_modules, settings.dataset.task)
+    base_memory = base_memory_footprint(model, getattr(torch, settings.model.dtype).itemsize)
+    model = apply_method(model, settings.peft, head, settings.dataset.task)
     module = ClassificationModule(
         model,
         instantiate(cfg.optim.optimizer),
@@ -93,7 +96,7 @@ def fit(cfg: DictConfig) -> RunResult:
     if best_path:
         load_trainable_weights(module, best_path)  # adapter/ holds the best validation checkpoint
     if not trainer.is_global_zero:
-        return RunResult(module, trainer, datamodule, tokenizer, output_dir, None)
+        return RunResult(settings, module, trainer, datamodule, tokenizer, output_dir, None)
     adapter_dir = output_dir / "adapter"
     save_trained(module.model, settings.peft, head, adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
@@ -107,9 +110,10 @@ def fit(cfg: DictConfig) -> RunResult:
         mode=mode,
         adapter_dir=adapter_dir,
         best_checkpoint=best_path or None,
+        base_memory=base_memory,
         global_step=trainer.global_step,
         epochs=trainer.current_epoch,
     )
     write_metrics(report, output_dir / "metrics.json")
     print_summary(report, output_dir)
-    return RunResult(module, trainer, datamodule, tokenizer, output_dir, report)
+    return RunResult(settings, module, trainer, datamodule, tokenizer, output_dir, report)
