@@ -9,6 +9,7 @@ then save -> reload onto a fresh base and compare logits. "pass" = loss finite a
 """
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -39,7 +40,7 @@ def run_cell(family: str, method: str, steps: int, device: str) -> dict:
     try:
         settings = validate(cfg)
     except ConfigError as err:
-        return {"status": "rejected", "reason": str(err).split("not supported (", 1)[-1].rstrip(")")}
+        return {"status": "rejected", "reason": str(err).split("not supported (", 1)[-1].removesuffix(")")}
     head = list(settings.model.head_modules)
     tokenizer = load_tokenizer(settings.model)
 
@@ -96,7 +97,8 @@ def main() -> int:
     args = parser.parse_args()
     methods = sorted(p.stem for p in (REPO / "conf" / "peft").glob("*.yaml"))
     results = {(f, m): run_cell(f, m, args.steps, args.device) for f in FAMILIES for m in methods}
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or 'CPU'}"
+    cpu = f"{os.cpu_count()} CPU cores, {platform.machine()}"
+    device = torch.cuda.get_device_name() if args.device == "cuda" else cpu
     lines = [
         "# PEFT methods x model families",
         "",

@@ -67,3 +67,17 @@ def test_head_only_with_unknown_head_names_the_key(tmp_path):
     settings = _settings(tmp_path, ["peft=head_only", "model.head_modules=[score]"])
     with pytest.raises(ConfigError, match=r"model.head_modules=\['score'\]: no such module"):
         apply_method(_fresh(settings), settings.peft, settings.model.head_modules, "classification")
+
+
+def test_qlora_keeps_the_head_out_of_4bit_and_never_sets_a_device_map(tmp_path):
+    from peftlab.models.methods import load_kwargs_for
+
+    settings = _settings(tmp_path, ["peft=qlora"])
+    kwargs = load_kwargs_for(settings.peft, settings.model.head_modules)
+    assert "device_map" not in kwargs  # device_map="auto" would turn DDP into naive model parallelism
+    quant = kwargs["quantization_config"]
+    assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+    assert quant.llm_int8_skip_modules == ["classifier"]
+    model = load_base_model(settings.model, "classification", ["a", "b"], **kwargs)
+    assert type(model.bert.encoder.layer[0].attention.self.query).__name__ == "Linear4bit"
+    assert type(model.classifier) is torch.nn.Linear
