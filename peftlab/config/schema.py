@@ -143,6 +143,7 @@ class LoraSettings(MethodSettings):
     target_modules: Any = None
     bias: str = "none"
     use_rslora: bool = False
+    fan_in_fan_out: bool = False  # True for GPT-2's Conv1D layers (weights stored as in x out)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -191,6 +192,7 @@ class IA3Settings(MethodSettings):
     method: str = "ia3"
     target_modules: Any = None
     feedforward_modules: Any = None
+    fan_in_fan_out: bool = False
     lr: float = 3e-3
 
     def __post_init__(self) -> None:

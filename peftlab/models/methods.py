@@ -49,6 +49,7 @@ def apply_lora(model, settings, head_modules, task):
         target_modules=settings.target_modules,
         bias=settings.bias,
         use_rslora=settings.use_rslora,
+        fan_in_fan_out=settings.fan_in_fan_out,
         modules_to_save=list(head_modules),  # else the new head is silently not saved (peft #310, #577)
     )
     return _wrap_with_peft(model, config, settings)
@@ -79,6 +80,7 @@ def apply_ia3(model, settings, head_modules, task):
         task_type=TASK_PEFT_TYPES[task],
         target_modules=settings.target_modules,
         feedforward_modules=settings.feedforward_modules,
+        fan_in_fan_out=settings.fan_in_fan_out,
         modules_to_save=list(head_modules),
     )
     return _wrap_with_peft(model, config, settings)
