@@ -95,7 +95,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(REPO / "docs" / "methods.md"))
     args = parser.parse_args()
-    methods = sorted(p.stem for p in (REPO / "conf" / "peft").glob("*.yaml"))
+    methods = sorted(p.stem for p in (REPO / "conf" / "peft").glob("*.yaml") if p.stem != "none")
     results = {(f, m): run_cell(f, m, args.steps, args.device) for f in FAMILIES for m in methods}
     cpu = f"{os.cpu_count()} CPU cores, {platform.machine()}"
     device = torch.cuda.get_device_name() if args.device == "cuda" else cpu

@@ -1,12 +1,18 @@
 """torchmetrics registry: dataset.metrics names -> metric objects (names validated in config/schema.py)."""
 
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassMatthewsCorrCoef
+from torchmetrics.classification import (
+    BinaryF1Score,
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassMatthewsCorrCoef,
+)
 
 METRICS = {
     "accuracy": lambda n: MulticlassAccuracy(num_classes=n, average="micro"),
     "f1": lambda n: MulticlassF1Score(num_classes=n, average="macro"),
     "mcc": lambda n: MulticlassMatthewsCorrCoef(num_classes=n),
+    "binary_f1": lambda n: BinaryF1Score(),  # F1 of label 1 (GLUE's QQP/MRPC F1)
 }
 
 

@@ -41,12 +41,12 @@ def option_names(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300):
-    """`python train.py ...` in a subprocess, with the test environment."""
+def run_cli(*args: str, script: str = "train.py", cwd: Path | None = None, timeout: int = 300):
+    """`python <script> ...` (train.py or evaluate.py) in a subprocess, with the test environment."""
     import subprocess
 
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
+        [sys.executable, str(REPO / script), *args],
         capture_output=True,
         text=True,
         cwd=cwd or REPO,

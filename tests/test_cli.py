@@ -61,7 +61,7 @@ def test_help_lists_groups():
     assert proc.returncode == 0
     for group in ("model:", "peft:", "dataset:", "hardware:", "trainer:", "logger:", "callbacks:"):
         assert group in proc.stdout
-    assert "peft: adapters, full, head_only, ia3, lora, prefix, qlora" in proc.stdout
+    assert "peft: adapters, full, head_only, ia3, lora, none, prefix, qlora" in proc.stdout
 
 
 def test_default_run_end_to_end_with_overrides(tmp_path):

@@ -14,7 +14,7 @@ from peftlab.models.parallel_adapter import ffn_pairs
 from peftlab.models.params import count_parameters
 
 FAMILIES = ["minilm", "gpt2_tiny", "deberta_v3_tiny", "t5_tiny", "bloom_tiny"]
-METHODS = option_names("peft")
+METHODS = [m for m in option_names("peft") if m != "none"]  # none trains nothing: evaluate.py only
 LABELS = ["negative", "positive"]
 # A learnable toy batch: the label is the presence of "great".
 TEXTS = ["a great film", "a dull film", "great acting", "dull acting", "great story", "weak story", "great", "awful"]

@@ -7,7 +7,7 @@ before any model or data is loaded. A failed check raises SettingError(key, valu
 from dataclasses import dataclass, field
 from typing import Any
 
-METRIC_NAMES = ("accuracy", "f1", "mcc")
+METRIC_NAMES = ("accuracy", "f1", "binary_f1", "mcc")
 TASKS = ("classification",)
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
@@ -87,6 +87,8 @@ class DatasetSettings:
     labels: list[str] = field(default_factory=list)
     train_split: str = "train"
     validation_split: str = "validation"
+    # Where the hub names a split differently from the local files (ag_news: validation -> test).
+    hub_split_names: dict[str, str] = field(default_factory=dict)
     max_length: int = 128
     max_train_rows: int | None = None
     max_eval_rows: int | None = None
@@ -236,6 +238,13 @@ class ParallelAdapterSettings(MethodSettings):
             check(bool(getattr(self, key)), key, getattr(self, key), "a module name (family default in model YAML)")
 
 
+@dataclass
+class NoMethodSettings(MethodSettings):
+    """The base model as loaded: for evaluation before fine-tuning (train.py rejects it)."""
+
+    method: str = "none"
+
+
 # The peft group's registry: `peft.method` picks the schema (and, in models/methods.py, the builder).
 PEFT_SCHEMAS: dict[str, type] = {
     "lora": LoraSettings,
@@ -245,6 +254,7 @@ PEFT_SCHEMAS: dict[str, type] = {
     "adapters": ParallelAdapterSettings,
     "full": FullSettings,
     "head_only": HeadOnlySettings,
+    "none": NoMethodSettings,
 }
 
 

@@ -44,6 +44,7 @@ def load_split(settings: DatasetSettings, split: str, cache_dir: str | None = No
             raise DataError(f"{path}: cannot be read as {builder}: {_root_cause(err)}") from err
         first_line = {"json": 1, "csv": 2}.get(builder) if path.suffix != ".json" else None
         return RawSplit(ds, str(path), first_line)
+    split = settings.hub_split_names.get(split, split)
     try:
         ds = datasets.load_dataset(settings.hub_id, settings.hub_config, split=split, cache_dir=cache_dir)
     except Exception as err:

@@ -124,6 +124,14 @@ def apply_head_only(model, settings, head_modules, task):
     return model
 
 
+def apply_none(model, settings, head_modules, task):
+    return model.requires_grad_(False)
+
+
+def load_none(base, folder: Path):
+    return base
+
+
 def _is_head(name: str, head_modules: list[str]) -> bool:
     return any(name == h or name.endswith("." + h) or name.startswith(h + ".") for h in head_modules)
 
@@ -165,6 +173,7 @@ METHODS: dict[str, Method] = {
     "adapters": Method(apply_parallel_adapters, save=save_parallel, load=load_parallel),
     "full": Method(apply_full, load=load_full_model),
     "head_only": Method(apply_head_only, load=load_full_model),
+    "none": Method(apply_none, save=lambda model, out_dir, head: None, load=load_none),
 }
 
 

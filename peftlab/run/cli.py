@@ -1,5 +1,6 @@
 """Entry-point glue: validate first (fast, before heavy imports); a PeftlabError becomes one line on stderr."""
 
+import importlib
 import sys
 
 from omegaconf import DictConfig
@@ -8,13 +9,21 @@ from peftlab.config import validate
 from peftlab.errors import PeftlabError
 
 
-def run_train(cfg: DictConfig) -> float | None:
-    """What `python train.py` runs: exit code 2 and `error: <key>: <what is allowed>` on a user error."""
+def _guarded(cfg: DictConfig, module: str, function: str):
+    """Exit code 2 and `error: <key>: <what is allowed>` on a user error, instead of a traceback."""
     try:
         validate(cfg)  # a bad override fails in about a second, before torch/transformers are imported
-        from peftlab.run.train import train
-
-        return train(cfg)
+        return getattr(importlib.import_module(module), function)(cfg)
     except PeftlabError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def run_train(cfg: DictConfig) -> float | None:
+    """What `python train.py` runs; returns the best validation metric (for sweepers)."""
+    return _guarded(cfg, "peftlab.run.train", "train")
+
+
+def run_evaluate(cfg: DictConfig) -> list[dict]:
+    """What `python evaluate.py` runs; returns one row of metrics per model evaluated."""
+    return _guarded(cfg, "peftlab.run.evaluate", "evaluate")

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from peftlab.config import RunSettings, validate
 from peftlab.data.datamodule import DATAMODULES
+from peftlab.errors import ConfigError
 from peftlab.models.loading import load_base_model, load_tokenizer
 from peftlab.models.methods import apply_method, base_memory_footprint, load_kwargs_for, save_trained
 from peftlab.module import ClassificationModule
@@ -52,6 +53,8 @@ def train(cfg: DictConfig) -> float | None:
 def fit(cfg: DictConfig) -> RunResult:
     """validate -> data -> model -> Trainer.fit -> outputs; the stages in order, each from config."""
     settings = validate(cfg)  # fails here, before any heavy work, on a bad value
+    if settings.peft.method == "none":
+        raise ConfigError("peft=none: trains nothing; use it with evaluate.py (the base model before fine-tuning)")
     check_hardware(settings.hardware)
     pl.seed_everything(settings.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)

@@ -1,0 +1,133 @@
+"""evaluate(cfg): score a trained adapter (or the untrained base) on the validation split; compare several."""
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from peftlab.config import validate
+from peftlab.data.datamodule import DATAMODULES
+from peftlab.errors import ConfigError
+from peftlab.models.loading import load_base_model, load_tokenizer
+from peftlab.models.methods import apply_method, load_kwargs_for, load_trained
+from peftlab.module import ClassificationModule
+from peftlab.run.hardware import check_hardware, resolve_precision
+
+log = logging.getLogger(__name__)
+ADAPTER_FILES = ("adapter_config.json", "parallel_adapter_config.json", "config.json")
+
+
+def locate_adapter(path: str) -> tuple[Path, Path | None]:
+    """(adapter folder, the training run's config.yaml or None) for a run folder or an adapter folder."""
+    folder = Path(path).expanduser()
+    if (folder / "adapter").is_dir():
+        folder = folder / "adapter"
+    if not any((folder / name).is_file() for name in ADAPTER_FILES):
+        raise ConfigError(f"adapter={path}: no adapter here (expected a run folder with adapter/, or {ADAPTER_FILES})")
+    run_config = folder.parent / "config.yaml"
+    return folder, run_config if run_config.is_file() else None
+
+
+def with_run_model(cfg: DictConfig, run_config: Path | None, use_method: bool = True) -> DictConfig:
+    """The eval config with model (and method) replaced by those the run was trained with."""
+    if run_config is None:
+        return cfg
+    trained = OmegaConf.load(run_config)
+    merged = OmegaConf.to_container(cfg, resolve=False)
+    merged["model"] = OmegaConf.to_container(trained.model)
+    if use_method:
+        merged["peft"] = OmegaConf.to_container(trained.peft)
+    return OmegaConf.create(merged)
+
+
+def score(cfg: DictConfig, adapter_folder: Path | None) -> dict:
+    """Validation metrics of one model (base + optional adapter) on cfg.dataset."""
+    settings = validate(cfg)
+    check_hardware(settings.hardware)
+    pl.seed_everything(settings.seed, workers=True)
+    head = list(settings.model.head_modules)
+    tokenizer = load_tokenizer(settings.model)
+    datamodule = DATAMODULES[settings.dataset.task](settings.dataset, tokenizer, seed=settings.seed)
+    datamodule.prepare_data()
+    base = load_base_model(
+        settings.model,
+        settings.dataset.task,
+        list(settings.dataset.labels),
+        tokenizer.pad_token_id,
+        **load_kwargs_for(settings.peft, head),
+    )
+    if adapter_folder is None:
+        model = apply_method(base, settings.peft, head, settings.dataset.task)
+    else:
+        model = load_trained(base, settings.peft, adapter_folder)
+    module = ClassificationModule(model, None, 0.0, datamodule.num_labels, list(settings.dataset.metrics))
+    trainer = pl.Trainer(
+        accelerator=settings.hardware.accelerator,
+        devices=1,
+        precision=resolve_precision(settings.hardware),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=bool(cfg.trainer.get("enable_progress_bar")),
+        limit_val_batches=settings.trainer.limit_val_batches,
+    )
+    (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    return {
+        "model": settings.model.name,
+        "method": settings.peft.method,
+        "adapter": str(adapter_folder) if adapter_folder else None,
+        "dataset": settings.dataset.name,
+        "rows": len(datamodule.val_dataset),
+        **{k: float(v) for k, v in metrics.items()},
+    }
+
+
+def evaluate(cfg: DictConfig) -> list[dict]:
+    """adapter=..., peft=none (base), or compare=[...]: one row each, written as JSON, CSV and markdown."""
+    entries = list(cfg.compare) if cfg.get("compare") else [cfg.adapter if cfg.get("adapter") else "base"]
+    rows, first_run_config = [], None
+    for entry in entries:
+        if entry == "base":  # the untrained base of the first run compared (or of model=)
+            rows.append(score(with_run_model(_as_base(cfg), first_run_config, use_method=False), None))
+            continue
+        folder, run_config = locate_adapter(str(entry))
+        first_run_config = first_run_config or run_config
+        rows.append(score(with_run_model(cfg, run_config), folder))
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(rows, out)
+    return rows
+
+
+def _as_base(cfg: DictConfig) -> DictConfig:
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain["peft"] = {"method": "none", "lr": 1.0e-3}
+    return OmegaConf.create(plain)
+
+
+def write_table(rows: list[dict], out: Path) -> None:
+    metrics = sorted({k for row in rows for k in row if k.startswith("val/")})
+    columns = ["model", "method", "adapter", "dataset", "rows", *metrics]
+    (out / "eval_metrics.json").write_text(json.dumps(rows, indent=2))
+    with (out / "compare.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    table = Table(title="peftlab evaluation")
+    for column in columns:
+        table.add_column(column, justify="right" if column.startswith("val/") or column == "rows" else "left")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    Console().print(table)
+    log.info("wrote %s, %s, %s", out / "eval_metrics.json", out / "compare.csv", out / "compare.md")
+
+
+def _cell(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
