@@ -4,7 +4,7 @@ import pytest
 from conftest import CONF, compose_config, option_names
 
 from peftlab.config import validate
-from peftlab.config.schema import PEFT_SCHEMAS
+from peftlab.config.peft_schema import PEFT_SCHEMAS
 from peftlab.errors import ConfigError
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())

@@ -6,14 +6,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
+from peftlab.config.checks import SettingError
+from peftlab.config.peft_schema import PEFT_SCHEMAS
 from peftlab.config.schema import (
-    PEFT_SCHEMAS,
     DatasetSettings,
     HardwareSettings,
     ModelSettings,
     OptimSettings,
     RunSettings,
-    SettingError,
     TrainerSettings,
 )
 from peftlab.errors import ConfigError, PeftlabError
