@@ -57,3 +57,44 @@ def test_evaluate_cli_prints_the_table(trained_run, tmp_path):
     proc = run_cli(f"adapter={trained_run}", *DATA, f"hydra.run.dir={tmp_path}", script="evaluate.py")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "peftlab evaluation" in proc.stdout and (tmp_path / "compare.md").is_file()
+
+
+@pytest.fixture
+def local_s3(monkeypatch):
+    """A real S3 HTTP endpoint (moto's server) on 127.0.0.1; boto3 is pointed at it by AWS_ENDPOINT_URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    for key, value in {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    yield
+    server.stop()
+
+
+def test_s3_model_tarball_evaluates_like_the_folder(trained_run, tmp_path, local_s3):
+    import tarfile
+
+    import boto3
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:  # the layout of a SageMaker model dir: adapter/, config.yaml, ...
+        for name in ("adapter", "config.yaml", "metrics.json"):
+            tar.add(trained_run / name, arcname=name)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="peftlab-test")
+    s3.upload_file(str(archive), "peftlab-test", "jobs/run-1/output/model.tar.gz")
+
+    (from_s3,) = evaluate(
+        eval_config(["source=s3://peftlab-test/jobs/run-1/output/model.tar.gz", *DATA], tmp_path / "s3")
+    )
+    (from_folder,) = evaluate(eval_config([f"adapter={trained_run}", *DATA], tmp_path / "folder"))
+    assert from_s3["val/accuracy"] == from_folder["val/accuracy"] and from_s3["val/f1"] == from_folder["val/f1"]
+    with pytest.raises(ConfigError, match="download failed"):
+        evaluate(eval_config(["source=s3://peftlab-test/missing.tar.gz"], tmp_path / "missing"))

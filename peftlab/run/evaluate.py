@@ -16,6 +16,7 @@ from peftlab.errors import ConfigError
 from peftlab.models.loading import load_base_model, load_tokenizer
 from peftlab.models.methods import apply_method, load_kwargs_for, load_trained
 from peftlab.module import ClassificationModule
+from peftlab.run.artifacts import fetch_artifact
 from peftlab.run.hardware import check_hardware, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,12 @@ def score(cfg: DictConfig, adapter_folder: Path | None) -> dict:
 
 def evaluate(cfg: DictConfig) -> list[dict]:
     """adapter=..., peft=none (base), or compare=[...]: one row each, written as JSON, CSV and markdown."""
-    entries = list(cfg.compare) if cfg.get("compare") else [cfg.adapter if cfg.get("adapter") else "base"]
+    if cfg.get("source"):  # an artifact (e.g. SageMaker's s3://.../model.tar.gz): unpack, then as a run folder
+        entries = [str(fetch_artifact(cfg.source, str(Path(cfg.paths.output_dir) / "artifact")))]
+    elif cfg.get("compare"):
+        entries = list(cfg.compare)
+    else:
+        entries = [cfg.adapter if cfg.get("adapter") else "base"]
     rows, first_run_config = [], None
     for entry in entries:
         if entry == "base":  # the untrained base of the first run compared (or of model=)
