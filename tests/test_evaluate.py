@@ -98,3 +98,15 @@ def test_s3_model_tarball_evaluates_like_the_folder(trained_run, tmp_path, local
     assert from_s3["val/accuracy"] == from_folder["val/accuracy"] and from_s3["val/f1"] == from_folder["val/f1"]
     with pytest.raises(ConfigError, match="download failed"):
         evaluate(eval_config(["source=s3://peftlab-test/missing.tar.gz"], tmp_path / "missing"))
+
+
+def test_run_encoding_is_kept_on_its_own_dataset(tmp_path):
+    from omegaconf import OmegaConf
+
+    from peftlab.run.evaluate import with_run_model
+
+    run_config = tmp_path / "config.yaml"
+    trained = compose_config(["dataset.max_length=24", "peft.r=4"], output_dir=tmp_path)
+    OmegaConf.save(trained, run_config, resolve=True)
+    cfg = with_run_model(eval_config(["dataset.max_eval_rows=10"], tmp_path), run_config)
+    assert cfg.dataset.max_length == 24 and cfg.dataset.max_eval_rows == 10 and cfg.peft.r == 4

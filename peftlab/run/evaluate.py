@@ -34,8 +34,15 @@ def locate_adapter(path: str) -> tuple[Path, Path | None]:
     return folder, run_config if run_config.is_file() else None
 
 
+# Evaluating on the dataset a run trained on: encode inputs as in training, or the scores would not be comparable.
+ENCODING_KEYS = ("max_length", "text_column", "text_pair_column", "label_column", "labels")
+
+
 def with_run_model(cfg: DictConfig, run_config: Path | None, use_method: bool = True) -> DictConfig:
-    """The eval config with model (and method) replaced by those the run was trained with."""
+    """The eval config with model (and method) replaced by those the run was trained with.
+
+    On the run's own dataset, its input encoding (ENCODING_KEYS) is kept too; rows and files come from the command line.
+    """
     if run_config is None:
         return cfg
     trained = OmegaConf.load(run_config)
@@ -43,6 +50,8 @@ def with_run_model(cfg: DictConfig, run_config: Path | None, use_method: bool = 
     merged["model"] = OmegaConf.to_container(trained.model)
     if use_method:
         merged["peft"] = OmegaConf.to_container(trained.peft)
+    if trained.dataset.name == cfg.dataset.name:
+        merged["dataset"].update({k: OmegaConf.to_container(trained.dataset)[k] for k in ENCODING_KEYS})
     return OmegaConf.create(merged)
 
 
