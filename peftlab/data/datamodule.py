@@ -22,11 +22,10 @@ SUBSET_SEED = 0
 class ClassificationDataModule(pl.LightningDataModule):
     """Single-sentence and sentence-pair classification (columns and labels from DatasetSettings)."""
 
-    def __init__(self, settings: DatasetSettings, tokenizer, cache_dir: str | None = None, seed: int = 42):
+    def __init__(self, settings: DatasetSettings, tokenizer, seed: int = 42):
         super().__init__()
         self.settings = settings
         self.tokenizer = tokenizer
-        self.cache_dir = cache_dir
         self.seed = seed
         self.collator = DataCollatorWithPadding(tokenizer)
         self.train_dataset = None
@@ -54,7 +53,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.val_dataset = self._split(s.validation_split, s.max_eval_rows)
 
     def _split(self, split: str, max_rows: int | None):
-        raw = load_split(self.settings, split, self.cache_dir)
+        raw = load_split(self.settings, split)  # datasets' cache: HF_DATASETS_CACHE
         check_split(raw, self.settings)
         tokenized, self.cache_hits[split] = tokenize_split(raw.dataset, self.tokenizer, self.settings)
         if max_rows is not None and max_rows < len(tokenized):

@@ -11,13 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from peftlab.config import validate
-from peftlab.data.datamodule import DATAMODULES
 from peftlab.errors import ConfigError
-from peftlab.models.loading import load_base_model, load_tokenizer
-from peftlab.models.methods import apply_method, load_kwargs_for, load_trained
+from peftlab.models.methods import apply_method, load_trained
 from peftlab.module import ClassificationModule
 from peftlab.run.artifacts import fetch_artifact
-from peftlab.run.hardware import check_hardware, resolve_precision
+from peftlab.run.hardware import resolve_precision
+from peftlab.run.setup import prepare_job
 
 log = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_config.json", "parallel_adapter_config.json", "config.json")
@@ -58,19 +57,8 @@ def with_run_model(cfg: DictConfig, run_config: Path | None, use_method: bool = 
 def score(cfg: DictConfig, adapter_folder: Path | None) -> dict:
     """Validation metrics of one model (base + optional adapter) on cfg.dataset."""
     settings = validate(cfg)
-    check_hardware(settings.hardware)
-    pl.seed_everything(settings.seed, workers=True)
-    head = list(settings.model.head_modules)
-    tokenizer = load_tokenizer(settings.model)
-    datamodule = DATAMODULES[settings.dataset.task](settings.dataset, tokenizer, seed=settings.seed)
-    datamodule.prepare_data()
-    base = load_base_model(
-        settings.model,
-        settings.dataset.task,
-        list(settings.dataset.labels),
-        tokenizer.pad_token_id,
-        **load_kwargs_for(settings.peft, head),
-    )
+    job = prepare_job(settings)
+    base, datamodule, head = job.base, job.datamodule, job.head
     if adapter_folder is None:
         model = apply_method(base, settings.peft, head, settings.dataset.task)
     else:

@@ -9,14 +9,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.config import RunSettings, validate
-from peftlab.data.datamodule import DATAMODULES
 from peftlab.errors import ConfigError
-from peftlab.models.loading import load_base_model, load_tokenizer
-from peftlab.models.methods import apply_method, base_memory_footprint, load_kwargs_for, save_trained
+from peftlab.models.methods import apply_method, base_memory_footprint, save_trained
 from peftlab.module import ClassificationModule
 from peftlab.run.callbacks import RunStats
-from peftlab.run.hardware import check_hardware, resolve_precision
+from peftlab.run.hardware import resolve_precision
 from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, write_metrics
+from peftlab.run.setup import prepare_job
 
 
 def instantiate_collection(section: DictConfig | None) -> list:
@@ -55,24 +54,12 @@ def fit(cfg: DictConfig) -> RunResult:
     settings = validate(cfg)  # fails here, before any heavy work, on a bad value
     if settings.peft.method == "none":
         raise ConfigError("peft=none: trains nothing; use it with evaluate.py (the base model before fine-tuning)")
-    check_hardware(settings.hardware)
-    pl.seed_everything(settings.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
-    tokenizer = load_tokenizer(settings.model)
-    datamodule = DATAMODULES[settings.dataset.task](settings.dataset, tokenizer, seed=settings.seed)
-    datamodule.prepare_data()  # data errors surface before the model is loaded
-
-    head = list(settings.model.head_modules)
-    model = load_base_model(
-        settings.model,
-        settings.dataset.task,
-        list(settings.dataset.labels),
-        pad_token_id=tokenizer.pad_token_id,
-        **load_kwargs_for(settings.peft, head),
-    )
+    job = prepare_job(settings)
+    tokenizer, datamodule, model, head = job.tokenizer, job.datamodule, job.base, job.head
     base_memory = base_memory_footprint(model, getattr(torch, settings.model.dtype).itemsize)
     model = apply_method(model, settings.peft, head, settings.dataset.task)
     module = ClassificationModule(

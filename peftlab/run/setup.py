@@ -1,0 +1,38 @@
+"""The start every job shares (train and evaluate): hardware check, seed, tokenizer, checked data, base model."""
+
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+
+from peftlab.config import RunSettings
+from peftlab.data.datamodule import DATAMODULES
+from peftlab.models.loading import load_base_model, load_tokenizer
+from peftlab.models.methods import load_kwargs_for
+from peftlab.run.hardware import check_hardware
+
+
+@dataclass
+class JobInputs:
+    tokenizer: object
+    datamodule: pl.LightningDataModule
+    base: torch.nn.Module  # loaded as the method needs it (QLoRA: 4-bit), no adapter yet
+    head: list[str]
+
+
+def prepare_job(settings: RunSettings) -> JobInputs:
+    """Data is loaded and checked before the model, so bad rows fail fast."""
+    check_hardware(settings.hardware)
+    pl.seed_everything(settings.seed, workers=True)
+    head = list(settings.model.head_modules)
+    tokenizer = load_tokenizer(settings.model)
+    datamodule = DATAMODULES[settings.dataset.task](settings.dataset, tokenizer, seed=settings.seed)
+    datamodule.prepare_data()
+    base = load_base_model(
+        settings.model,
+        settings.dataset.task,
+        list(settings.dataset.labels),
+        pad_token_id=tokenizer.pad_token_id,
+        **load_kwargs_for(settings.peft, head),
+    )
+    return JobInputs(tokenizer, datamodule, base, head)
