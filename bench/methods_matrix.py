@@ -47,14 +47,14 @@ def run_cell(family: str, method: str, steps: int, device: str) -> dict:
     def base():
         return load_base_model(
             settings.model,
-            "classification",
+            "classify",
             ["neg", "pos"],
             tokenizer.pad_token_id,
             **load_kwargs_for(settings.peft, head),
         ).to(device)
 
     torch.manual_seed(0)
-    model = apply_method(base(), settings.peft, head, "classification").eval()
+    model = apply_method(base(), settings.peft, head, "classify").eval()
     batch = {k: v.to(device) for k, v in tokenizer(TEXTS, padding=True, return_tensors="pt").items()}
     labels = LABELS.to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR.get(method, 1e-2))

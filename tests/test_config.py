@@ -41,7 +41,7 @@ def test_every_peft_option_is_a_registered_method(tmp_path):
         ("trainer.max_epochs=-1", "trainer.max_epochs=-1: must be >= 1"),
         ("trainer.max_epochs=abc", "trainer.max_epochs: Value 'abc'"),
         ("dataset.batch_size=0", "dataset.batch_size=0: must be > 0"),
-        ("dataset.metric=auc", "dataset.metric='auc': allowed values are accuracy, f1, binary_f1, mcc"),
+        ("dataset.metric=auc", "dataset.metric='auc': must be one of metrics=['accuracy', 'f1']"),
         ("dataset.labels=[only]", "dataset.labels=['only']"),
         ("+peft.rank=4", "peft.rank: unknown key; allowed keys are"),
         (

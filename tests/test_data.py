@@ -7,7 +7,7 @@ import pytest
 from conftest import compose_config
 
 from peftlab.config import validate
-from peftlab.data.datamodule import ClassificationDataModule
+from peftlab.data.datamodule import TextDataModule
 from peftlab.data.demo import write_demo_sentiment
 from peftlab.errors import DataError
 from peftlab.models.loading import load_tokenizer
@@ -35,7 +35,7 @@ def test_demo_is_deterministic_balanced_and_labelled_synthetic(tmp_path):
 
 
 def test_batches_are_padded_to_their_own_longest_row(tmp_path, tokenizer):
-    dm = ClassificationDataModule(_settings(tmp_path, ["dataset.batch_size=8"]), tokenizer)
+    dm = TextDataModule(_settings(tmp_path, ["dataset.batch_size=8"]), tokenizer)
     dm.setup("fit")
     widths = set()
     for i, batch in enumerate(dm.train_dataloader()):
@@ -50,19 +50,19 @@ def test_batches_are_padded_to_their_own_longest_row(tmp_path, tokenizer):
 
 def test_second_setup_hits_tokenisation_cache(tmp_path, tokenizer):
     settings = _settings(tmp_path, [])
-    first = ClassificationDataModule(settings, tokenizer)
+    first = TextDataModule(settings, tokenizer)
     first.setup("fit")
     cache_file = first.train_dataset.cache_files[0]["filename"]
     mtime = os.stat(cache_file).st_mtime_ns
     fresh_tokenizer = load_tokenizer(validate(compose_config([], output_dir=tmp_path)).model)  # as a new process has
-    second = ClassificationDataModule(settings, fresh_tokenizer)
+    second = TextDataModule(settings, fresh_tokenizer)
     second.setup("fit")
     assert second.cache_hits == {"train": True, "validation": True}
     assert second.train_dataset.cache_files[0]["filename"] == cache_file
     assert os.stat(cache_file).st_mtime_ns == mtime  # the map was not recomputed
     assert second.train_dataset["input_ids"][:5] == first.train_dataset["input_ids"][:5]
     # a different max_length is a different tokenisation: computed, not served stale
-    third = ClassificationDataModule(_settings(tmp_path, ["dataset.max_length=16"]), tokenizer)
+    third = TextDataModule(_settings(tmp_path, ["dataset.max_length=16"]), tokenizer)
     third.setup("fit")
     assert third.cache_hits["train"] is False
     assert max(len(ids) for ids in third.train_dataset["input_ids"]) <= 16
@@ -72,7 +72,7 @@ def test_max_rows_and_string_labels(tmp_path, tokenizer, write_jsonl):
     rows = [{"sentence": f"row {i}", "label": ["negative", "positive"][i % 2]} for i in range(40)]
     folder = write_jsonl(rows)
     settings = _settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}", "dataset.max_train_rows=10"])
-    dm = ClassificationDataModule(settings, tokenizer)
+    dm = TextDataModule(settings, tokenizer)
     dm.setup("fit")
     assert len(dm.train_dataset) == 10 and len(dm.val_dataset) == 40
     assert sorted(set(dm.val_dataset["labels"])) == [0, 1]
@@ -95,7 +95,7 @@ def test_max_rows_and_string_labels(tmp_path, tokenizer, write_jsonl):
 )
 def test_bad_rows_name_file_and_first_bad_row(tmp_path, tokenizer, write_jsonl, train_rows, message):
     folder = write_jsonl(train_rows, validation=[{"sentence": "fine", "label": 1}])
-    dm = ClassificationDataModule(_settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"]), tokenizer)
+    dm = TextDataModule(_settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"]), tokenizer)
     with pytest.raises(DataError) as info:
         dm.prepare_data()
     assert str(info.value).startswith(str(folder / "train.jsonl"))
@@ -106,10 +106,10 @@ def test_empty_split_and_missing_file(tmp_path, tokenizer, write_jsonl):
     folder = write_jsonl([{"sentence": "ok", "label": 0}], validation=[])
     settings = _settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"])
     with pytest.raises(DataError, match=r"validation\.jsonl: the split is empty"):
-        ClassificationDataModule(settings, tokenizer).prepare_data()
+        TextDataModule(settings, tokenizer).prepare_data()
     (folder / "validation.jsonl").unlink()
     with pytest.raises(DataError, match="no 'validation' split file"):
-        ClassificationDataModule(settings, tokenizer).prepare_data()
+        TextDataModule(settings, tokenizer).prepare_data()
 
 
 def test_csv_files_are_read_too(tmp_path, tokenizer):
@@ -119,4 +119,4 @@ def test_csv_files_are_read_too(tmp_path, tokenizer):
         (folder / f"{split}.csv").write_text("sentence,label\ngood film,1\nbad film,0\nodd film,5\n")
     settings = _settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"])
     with pytest.raises(DataError, match=r"train.csv: row 2, line 4: label 5"):
-        ClassificationDataModule(settings, tokenizer).prepare_data()
+        TextDataModule(settings, tokenizer).prepare_data()

@@ -29,7 +29,7 @@ def _settings(tmp_path, family, method):
 
 def _base(settings, tokenizer):
     kwargs = load_kwargs_for(settings.peft, list(settings.model.head_modules))
-    return load_base_model(settings.model, "classification", LABELS, tokenizer.pad_token_id, **kwargs)
+    return load_base_model(settings.model, "classify", LABELS, tokenizer.pad_token_id, **kwargs)
 
 
 def _in_out(module) -> tuple[int, int]:
@@ -101,7 +101,7 @@ def test_family_times_method(family, method, tmp_path):
     base = _base(settings, tokenizer)
     expected = expected_trainable(base, settings)
     originals = {id(p): (p, p.detach().clone()) for p in base.parameters()}
-    model = apply_method(base, settings.peft, list(settings.model.head_modules), "classification")
+    model = apply_method(base, settings.peft, list(settings.model.head_modules), "classify")
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert count_parameters(model)[0] == expected
 

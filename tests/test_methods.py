@@ -16,7 +16,7 @@ def _settings(tmp_path, overrides):
 
 
 def _fresh(settings):
-    return load_base_model(settings.model, settings.dataset.task, list(settings.dataset.labels))
+    return load_base_model(settings.model, settings.shape, list(settings.dataset.labels))
 
 
 def _head_params(model) -> int:
@@ -33,7 +33,7 @@ def test_lora_trainable_count_is_r_times_in_plus_out(tmp_path, r, targets):
         if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
     )
     head = _head_params(base)
-    model = apply_method(base, settings.peft, settings.model.head_modules, "classification")
+    model = apply_method(base, settings.peft, settings.model.head_modules, "classify")
     trainable, _ = count_parameters(model)
     assert trainable == expected_lora + head
     names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -41,13 +41,13 @@ def test_lora_trainable_count_is_r_times_in_plus_out(tmp_path, r, targets):
 
 
 def test_full_trains_everything_and_head_only_just_the_head(tmp_path):
-    full = apply_method(_fresh(s := _settings(tmp_path, ["peft=full"])), s.peft, s.model.head_modules, "classification")
+    full = apply_method(_fresh(s := _settings(tmp_path, ["peft=full"])), s.peft, s.model.head_modules, "classify")
     trainable, total = count_parameters(full)
     assert trainable == total > 20_000_000
     s = _settings(tmp_path, ["peft=head_only"])
     base = _fresh(s)
     head = _head_params(base)
-    model = apply_method(base, s.peft, s.model.head_modules, "classification")
+    model = apply_method(base, s.peft, s.model.head_modules, "classify")
     assert count_parameters(model)[0] == head == 384 * 2 + 2
 
 
@@ -55,7 +55,7 @@ def test_unknown_target_module_lists_linear_names(tmp_path):
     settings = _settings(tmp_path, ["peft.target_modules=[q_proj,v_proj]"])
     base = _fresh(settings)
     with pytest.raises(ConfigError) as info:
-        apply_method(base, settings.peft, settings.model.head_modules, "classification")
+        apply_method(base, settings.peft, settings.model.head_modules, "classify")
     message = str(info.value)
     assert message.startswith("peft.target_modules=['q_proj', 'v_proj']: not found in the model")
     for name in ("query", "key", "value", "dense", "classifier"):
@@ -66,7 +66,7 @@ def test_unknown_target_module_lists_linear_names(tmp_path):
 def test_head_only_with_unknown_head_names_the_key(tmp_path):
     settings = _settings(tmp_path, ["peft=head_only", "model.head_modules=[score]"])
     with pytest.raises(ConfigError, match=r"model.head_modules=\['score'\]: no such module"):
-        apply_method(_fresh(settings), settings.peft, settings.model.head_modules, "classification")
+        apply_method(_fresh(settings), settings.peft, settings.model.head_modules, "classify")
 
 
 def test_qlora_keeps_the_head_out_of_4bit_and_never_sets_a_device_map(tmp_path):
@@ -78,6 +78,6 @@ def test_qlora_keeps_the_head_out_of_4bit_and_never_sets_a_device_map(tmp_path):
     quant = kwargs["quantization_config"]
     assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
     assert quant.llm_int8_skip_modules == ["classifier"]
-    model = load_base_model(settings.model, "classification", ["a", "b"], **kwargs)
+    model = load_base_model(settings.model, "classify", ["a", "b"], **kwargs)
     assert type(model.bert.encoder.layer[0].attention.self.query).__name__ == "Linear4bit"
     assert type(model.classifier) is torch.nn.Linear

@@ -5,7 +5,7 @@ import json
 from conftest import compose_config, shared_split_dir
 
 from peftlab.config import validate
-from peftlab.data.datamodule import ClassificationDataModule
+from peftlab.data.datamodule import TextDataModule
 from peftlab.models.loading import load_tokenizer
 from peftlab.run.train import fit
 
@@ -38,7 +38,7 @@ def test_qqp_pairs_are_encoded_as_pairs_and_scored_with_binary_f1(tmp_path, writ
     ] * 16
     folder = write_jsonl(rows)
     settings = validate(compose_config(["dataset=qqp", f"dataset.data_dir={folder}"], output_dir=tmp_path)).dataset
-    dm = ClassificationDataModule(settings, load_tokenizer(validate(compose_config([], output_dir=tmp_path)).model))
+    dm = TextDataModule(settings, load_tokenizer(validate(compose_config([], output_dir=tmp_path)).model))
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     assert int(batch["token_type_ids"][0].max()) == 1  # second segment marked: a real pair encoding

@@ -30,7 +30,7 @@ def lora_run(tmp_path_factory):
 
 def _fresh_base(result):
     settings = validate(compose_config(SHRINK, output_dir=result.output_dir))
-    return load_base_model(settings.model, "classification", list(settings.dataset.labels)).eval()
+    return load_base_model(settings.model, "classify", list(settings.dataset.labels)).eval()
 
 
 def _batch(result, n=16):

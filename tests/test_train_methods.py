@@ -46,7 +46,7 @@ def test_fit_saves_a_reloadable_adapter(family, method, tmp_path):
     head = list(settings.model.head_modules)
     fresh = load_base_model(
         settings.model,
-        "classification",
+        "classify",
         list(settings.dataset.labels),
         result.tokenizer.pad_token_id,
         **load_kwargs_for(settings.peft, head),

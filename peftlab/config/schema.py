@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peftlab.config.checks import check, check_choice, check_positive
+from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.config.tasks import ARCHITECTURES
 
-METRIC_NAMES = ("accuracy", "f1", "binary_f1", "mcc")
-TASKS = ("classification",)
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -26,6 +26,8 @@ class ModelSettings:
     # pretrained: from_pretrained(name_or_path). random: an offline twin built from_config(model_type,
     # config_overrides) and written to name_or_path once (see models/tiny.py).
     init: str = "pretrained"
+    # encoder (BERT, DeBERTa), seq2seq (T5) or causal (GPT-2, BLOOM): with dataset.task it picks the head.
+    architecture: str = "encoder"
     model_type: str | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
     # Tokenizers without a pad token (GPT-2, BLOOM): "eos" pads with the end-of-sequence token.
@@ -39,6 +41,7 @@ class ModelSettings:
         check(bool(self.name_or_path), "name_or_path", self.name_or_path, "a hub id or a local folder")
         check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
         check_choice("init", self.init, ("pretrained", "random"))
+        check_choice("architecture", self.architecture, ARCHITECTURES)
         check(
             self.init == "pretrained" or bool(self.model_type),
             "model_type",
@@ -46,59 +49,6 @@ class ModelSettings:
             "needed when init=random (e.g. gpt2, t5, bloom, deberta-v2)",
         )
         check(self.pad_token in (None, "eos"), "pad_token", self.pad_token, "null or eos")
-
-
-@dataclass
-class DatasetSettings:
-    """One dataset option: hub source, local files, columns, labels, batching."""
-
-    name: str
-    task: str = "classification"
-    hub_id: str | None = None
-    hub_config: str | None = None
-    local_name: str | None = None
-    data_dir: str | None = None
-    generator: dict[str, Any] | None = None
-    text_column: str = "sentence"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    labels: list[str] = field(default_factory=list)
-    train_split: str = "train"
-    validation_split: str = "validation"
-    # Where the hub names a split differently from the local files (ag_news: validation -> test).
-    hub_split_names: dict[str, str] = field(default_factory=dict)
-    max_length: int = 128
-    max_train_rows: int | None = None
-    max_eval_rows: int | None = None
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    num_workers: int = 0
-    metric: str = "accuracy"
-    metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
-
-    def __post_init__(self) -> None:
-        from pathlib import Path
-
-        check_choice("task", self.task, TASKS)
-        check(len(self.labels) >= 2, "labels", self.labels, "a list of at least 2 label names")
-        check(len(set(self.labels)) == len(self.labels), "labels", self.labels, "label names must be unique")
-        for key in ("max_length", "batch_size", "eval_batch_size"):
-            check_positive(key, getattr(self, key))
-        for key in ("max_train_rows", "max_eval_rows"):
-            check_positive(key, getattr(self, key), allow_none=True)
-        check(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")
-        for name in self.metrics:
-            check_choice("metrics", name, METRIC_NAMES)
-        check_choice("metric", self.metric, METRIC_NAMES)
-        check(self.metric in self.metrics, "metric", self.metric, f"must be one of metrics={self.metrics}")
-        check(
-            self.data_dir is not None or self.hub_id is not None,
-            "data_dir",
-            None,
-            "set dataset.data_dir=<folder with train/validation files> (this dataset has no hub_id)",
-        )
-        if self.data_dir is not None and self.generator is None:
-            check(Path(self.data_dir).expanduser().is_dir(), "data_dir", self.data_dir, "folder does not exist")
 
 
 @dataclass
@@ -174,3 +124,4 @@ class RunSettings:
     optim: OptimSettings
     seed: int = 42
     ckpt_path: str | None = None
+    shape: str = "classify"  # from (dataset.task, model.architecture); see config/tasks.py

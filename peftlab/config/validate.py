@@ -16,6 +16,7 @@ from peftlab.config.schema import (
     RunSettings,
     TrainerSettings,
 )
+from peftlab.config.tasks import metric_names_for, task_shape
 from peftlab.errors import ConfigError, PeftlabError
 
 # section -> (schema, closed). Closed sections reject unknown keys; the trainer section is open because
@@ -36,10 +37,19 @@ def validate(cfg: DictConfig) -> RunSettings:
     if method not in PEFT_SCHEMAS:
         raise ConfigError(f"peft.method={method!r}: allowed methods are {', '.join(PEFT_SCHEMAS)}")
     typed["peft"] = _typed_section(cfg, "peft", PEFT_SCHEMAS[method], closed=True)
-    reason = typed["model"].unsupported_methods.get(method)
+    model, dataset = typed["model"], typed["dataset"]
+    reason = model.unsupported_methods.get(method)
     if reason:
-        raise ConfigError(f"peft={method} with model={typed['model'].name}: not supported ({reason})")
-    return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"))
+        raise ConfigError(f"peft={method} with model={model.name}: not supported ({reason})")
+    shape = task_shape(dataset.task, model.architecture, dataset.name, model.name)
+    allowed = metric_names_for(dataset.task, model.architecture)
+    for name in dataset.metrics:
+        if name not in allowed:
+            raise ConfigError(
+                f"dataset.metrics: {name!r} is not available for {dataset.task} on model={model.name} "
+                f"({model.architecture}); allowed: {', '.join(allowed)}"
+            )
+    return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), shape=shape)
 
 
 def _typed_section(cfg: DictConfig, name: str, schema: type, closed: bool) -> Any:

@@ -1,6 +1,7 @@
 """Row-level checks on a raw split: columns present, split not empty, every label in the configured set."""
 
-from peftlab.config.schema import DatasetSettings
+from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.data.formatting import choices_of, required_columns
 from peftlab.data.sources import RawSplit
 from peftlab.errors import DataError
 
@@ -13,23 +14,44 @@ def _where(raw: RawSplit, row: int) -> str:
 def check_split(raw: RawSplit, settings: DatasetSettings) -> None:
     """Raise DataError naming the file and the first bad row; reads only the needed columns."""
     ds = raw.dataset
-    needed = [settings.text_column, settings.label_column]
-    if settings.text_pair_column:
-        needed.insert(1, settings.text_pair_column)
+    needed = required_columns(settings)
     for column in needed:
         if column not in ds.column_names:
             raise DataError(
                 f"{raw.origin}: missing column '{column}' (columns are: {', '.join(ds.column_names)}); "
-                f"set dataset.text_column / text_pair_column / label_column"
+                f"set the dataset's column keys (dataset.text_column, ...) to match the file"
             )
     if len(ds) == 0:
         raise DataError(f"{raw.origin}: the split is empty")
-    for column in needed[:-1]:
+    text_columns = needed if settings.task == "generation" else needed[:-1]
+    for column in text_columns:
+        if column == settings.choices_column:
+            continue
         for row, text in enumerate(ds[column]):
             if not isinstance(text, str):
                 raise DataError(f"{_where(raw, row)}: '{column}' is {text!r}, expected text")
+    if settings.task == "multiple_choice":
+        _check_choices(raw, settings)
+    if settings.task != "generation":
+        _check_labels(raw, settings)
+
+
+def _check_choices(raw: RawSplit, settings: DatasetSettings) -> None:
+    want = len(settings.labels)
+    for row, choices in enumerate(raw.dataset[settings.choices_column]):
+        try:
+            got = choices_of({settings.choices_column: choices}, settings)
+        except (KeyError, TypeError) as err:
+            raise DataError(f"{_where(raw, row)}: '{settings.choices_column}' has no choice list ({err})") from err
+        if len(got) != want:
+            raise DataError(
+                f"{_where(raw, row)}: {len(got)} choices, expected {want} (one per label {list(settings.labels)})"
+            )
+
+
+def _check_labels(raw: RawSplit, settings: DatasetSettings) -> None:
     names = list(settings.labels)
-    for row, value in enumerate(ds[settings.label_column]):
+    for row, value in enumerate(raw.dataset[settings.label_column]):
         if not label_in_set(value, names):
             raise DataError(
                 f"{_where(raw, row)}: label {value!r} is not in the label set "

@@ -1,4 +1,4 @@
-"""LightningDataModule for text classification: load -> check -> tokenise (cached) -> dynamic-padding loaders."""
+"""LightningDataModule for every task shape: load -> check -> encode (cached) -> dynamic-padding loaders."""
 
 import logging
 
@@ -6,10 +6,11 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding
 
-from peftlab.config.schema import DatasetSettings
+from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.checks import check_split
+from peftlab.data.collators import COLLATORS
+from peftlab.data.encoders import ENCODERS
 from peftlab.data.sources import load_split
 from peftlab.data.tokenize import tokenize_split
 
@@ -19,15 +20,17 @@ log = logging.getLogger(__name__)
 SUBSET_SEED = 0
 
 
-class ClassificationDataModule(pl.LightningDataModule):
-    """Single-sentence and sentence-pair classification (columns and labels from DatasetSettings)."""
+class TextDataModule(pl.LightningDataModule):
+    """Rows of any task; `shape` (config/tasks.py) picks the encoder and the collator."""
 
-    def __init__(self, settings: DatasetSettings, tokenizer, seed: int = 42):
+    def __init__(self, settings: DatasetSettings, tokenizer, shape: str = "classify", seed: int = 42):
         super().__init__()
         self.settings = settings
         self.tokenizer = tokenizer
+        self.shape = shape
         self.seed = seed
-        self.collator = DataCollatorWithPadding(tokenizer)
+        self.encoder = ENCODERS[shape](tokenizer, settings)
+        self.collator = COLLATORS[shape](tokenizer)
         self.train_dataset = None
         self.val_dataset = None
         self.cache_hits: dict[str, bool] = {}
@@ -55,7 +58,7 @@ class ClassificationDataModule(pl.LightningDataModule):
     def _split(self, split: str, max_rows: int | None):
         raw = load_split(self.settings, split)  # datasets' cache: HF_DATASETS_CACHE
         check_split(raw, self.settings)
-        tokenized, self.cache_hits[split] = tokenize_split(raw.dataset, self.tokenizer, self.settings)
+        tokenized, self.cache_hits[split] = tokenize_split(raw.dataset, self.encoder)
         if max_rows is not None and max_rows < len(tokenized):
             tokenized = tokenized.shuffle(seed=SUBSET_SEED).select(range(max_rows))
         return tokenized
@@ -78,7 +81,3 @@ class ClassificationDataModule(pl.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
         )
-
-
-# The data stage's registry: dataset.task -> DataModule class.
-DATAMODULES = {"classification": ClassificationDataModule}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import datasets
 
-from peftlab.config.schema import DatasetSettings
+from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.errors import DataError
 
 # File ending -> datasets' packaged builder; tried in this order for <split>.<ending>.

@@ -1,35 +1,15 @@
-"""Tokenisation through `datasets.map`, cached under a fingerprint of (rows, tokenizer, columns, max length)."""
+"""Tokenisation through `datasets.map`, cached under a fingerprint of (rows, tokenizer, encoder and its settings)."""
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 from datasets.fingerprint import Hasher
 
-from peftlab.config.schema import DatasetSettings
-from peftlab.data.checks import label_id
+from peftlab.data.encoders import Encoder
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TokenizeRows:
-    """Batched map function: text (and pair) -> input ids; label names/ids -> `labels` ids."""
-
-    tokenizer: object
-    text_column: str
-    text_pair_column: str | None
-    label_column: str
-    label_names: list[str]
-    max_length: int
-
-    def __call__(self, batch: dict) -> dict:
-        pairs = batch[self.text_pair_column] if self.text_pair_column else None
-        encoded = self.tokenizer(batch[self.text_column], pairs, truncation=True, max_length=self.max_length)
-        encoded["labels"] = [label_id(v, self.label_names) for v in batch[self.label_column]]
-        return encoded
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -44,34 +24,18 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return Hasher.hash([type(tokenizer).__name__, state, tokenizer.model_max_length])
 
 
-def tokenize_split(ds: datasets.Dataset, tokenizer, settings: DatasetSettings) -> tuple[datasets.Dataset, bool]:
+def tokenize_split(ds: datasets.Dataset, encoder: Encoder) -> tuple[datasets.Dataset, bool]:
     """Return (tokenised split, whether it came from the cache). Cache file sits next to the split's Arrow file."""
-    fn = TokenizeRows(
-        tokenizer,
-        settings.text_column,
-        settings.text_pair_column,
-        settings.label_column,
-        list(settings.labels),
-        settings.max_length,
-    )
+    settings = encoder.settings
     fingerprint = Hasher.hash(
-        [
-            ds._fingerprint,
-            tokenizer_fingerprint(tokenizer),
-            settings.text_column,
-            settings.text_pair_column,
-            settings.label_column,
-            list(settings.labels),
-            settings.max_length,
-            "tokenize-v1",
-        ]
+        [ds._fingerprint, tokenizer_fingerprint(encoder.tokenizer), *encoder.fingerprint_parts(), "tokenize-v2"]
     )
     cache_file = None
     if ds.cache_files:
         cache_file = str(Path(ds.cache_files[0]["filename"]).parent / f"peftlab-tokenized-{fingerprint}.arrow")
     hit = cache_file is not None and Path(cache_file).exists()
     tokenized = ds.map(
-        fn,
+        encoder,
         batched=True,
         remove_columns=ds.column_names,
         new_fingerprint=fingerprint,

@@ -7,8 +7,15 @@ from peftlab.config.schema import ModelSettings
 from peftlab.errors import ConfigError
 from peftlab.models.tiny import materialise_twin
 
-# dataset.task -> transformers auto class that adds the right head.
-TASK_AUTO_CLASSES = {"classification": "AutoModelForSequenceClassification"}
+# Task shape (config/tasks.py) -> transformers auto class that adds the right head; shapes listed in
+# LABELLED_SHAPES get a fresh head sized to the dataset's labels.
+AUTO_CLASSES = {
+    "classify": "AutoModelForSequenceClassification",
+    "choose": "AutoModelForMultipleChoice",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "causal": "AutoModelForCausalLM",
+}
+LABELLED_SHAPES = ("classify", "choose")
 
 
 def load_tokenizer(settings: ModelSettings):
@@ -24,36 +31,36 @@ def load_tokenizer(settings: ModelSettings):
     return tokenizer
 
 
-def model_source(settings: ModelSettings, task: str) -> str:
-    """The folder or hub id to load; for init=random, the offline twin is written there first."""
+def model_source(settings: ModelSettings) -> str:
+    """The folder or hub id to load; for init=random, the offline twin (its bare backbone) is written there first."""
     if settings.init == "random":
-        materialise_twin(
-            settings.name_or_path, settings.model_type, dict(settings.config_overrides), TASK_AUTO_CLASSES[task]
-        )
+        materialise_twin(settings.name_or_path, settings.model_type, dict(settings.config_overrides), "AutoModel")
     return settings.name_or_path
 
 
 def load_base_model(
-    settings: ModelSettings, task: str, labels: list[str], pad_token_id: int | None = None, **load_kwargs
+    settings: ModelSettings, shape: str, labels: list[str], pad_token_id: int | None = None, **load_kwargs
 ) -> torch.nn.Module:
-    """Pretrained (or twin) weights; the task head is freshly initialised for `labels`.
+    """Pretrained (or twin) weights with the head `shape` needs; a classification head is fresh, sized to `labels`.
 
     load_kwargs go to from_pretrained (e.g. quantization_config for QLoRA).
     """
-    auto_class = getattr(transformers, TASK_AUTO_CLASSES[task])
-    source = model_source(settings, task)
-    try:
-        model = auto_class.from_pretrained(
-            source,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            dtype=getattr(torch, settings.dtype),
+    auto_class = getattr(transformers, AUTO_CLASSES[shape])
+    if shape in LABELLED_SHAPES:
+        load_kwargs = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)},
             **load_kwargs,
-        )
+        }
+    source = model_source(settings)
+    try:
+        model = auto_class.from_pretrained(source, dtype=getattr(torch, settings.dtype), **load_kwargs)
     except OSError as err:
         raise ConfigError(f"model.name_or_path: cannot load {settings.name_or_path!r} ({err})") from err
     if pad_token_id is not None:  # decoder heads find each row's last token through pad_token_id
         model.config.pad_token_id = pad_token_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.pad_token_id = pad_token_id
     # from_pretrained returns eval mode; Lightning keeps sub-module modes as found, so switch dropout on.
     return model.train()

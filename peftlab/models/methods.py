@@ -15,8 +15,14 @@ import torch
 from peftlab.errors import ConfigError
 from peftlab.models import parallel_adapter
 
-# dataset.task -> peft task type (decides which wrapper class peft builds).
-TASK_PEFT_TYPES = {"classification": peft.TaskType.SEQ_CLS}
+# Task shape -> peft task type (decides which wrapper class peft builds). peft has no multiple-choice type:
+# None gives the plain PeftModel, which passes the [batch, choices, length] inputs through unchanged.
+TASK_PEFT_TYPES = {
+    "classify": peft.TaskType.SEQ_CLS,
+    "choose": None,
+    "seq2seq": peft.TaskType.SEQ_2_SEQ_LM,
+    "causal": peft.TaskType.CAUSAL_LM,
+}
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
@@ -40,9 +46,9 @@ def _wrap_with_peft(model, config, settings):
         ) from err
 
 
-def apply_lora(model, settings, head_modules, task):
+def apply_lora(model, settings, head_modules, shape):
     config = peft.LoraConfig(
-        task_type=TASK_PEFT_TYPES[task],
+        task_type=TASK_PEFT_TYPES[shape],
         r=settings.r,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
@@ -70,14 +76,14 @@ def qlora_load_kwargs(settings, head_modules) -> dict:
     }
 
 
-def apply_qlora(model, settings, head_modules, task):
+def apply_qlora(model, settings, head_modules, shape):
     model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return apply_lora(model, settings, head_modules, task)
+    return apply_lora(model, settings, head_modules, shape)
 
 
-def apply_ia3(model, settings, head_modules, task):
+def apply_ia3(model, settings, head_modules, shape):
     config = peft.IA3Config(
-        task_type=TASK_PEFT_TYPES[task],
+        task_type=TASK_PEFT_TYPES[shape],
         target_modules=settings.target_modules,
         feedforward_modules=settings.feedforward_modules,
         fan_in_fan_out=settings.fan_in_fan_out,
@@ -86,9 +92,9 @@ def apply_ia3(model, settings, head_modules, task):
     return _wrap_with_peft(model, config, settings)
 
 
-def apply_prefix(model, settings, head_modules, task):
+def apply_prefix(model, settings, head_modules, shape):
     config = peft.PrefixTuningConfig(
-        task_type=TASK_PEFT_TYPES[task],
+        task_type=TASK_PEFT_TYPES[shape],
         num_virtual_tokens=settings.num_virtual_tokens,
         prefix_projection=settings.prefix_projection,
         encoder_hidden_size=settings.encoder_hidden_size or model.config.hidden_size,
@@ -97,7 +103,7 @@ def apply_prefix(model, settings, head_modules, task):
     return peft.get_peft_model(model, config)
 
 
-def apply_parallel_adapters(model, settings, head_modules, task):
+def apply_parallel_adapters(model, settings, head_modules, shape):
     model.requires_grad_(False)
     config = {k: getattr(settings, k) for k in ("reduction_factor", "scaling", "activation", "ffn_input", "ffn_output")}
     parallel_adapter.inject_parallel_adapters(model, config)
@@ -107,13 +113,13 @@ def apply_parallel_adapters(model, settings, head_modules, task):
     return model
 
 
-def apply_full(model, settings, head_modules, task):
+def apply_full(model, settings, head_modules, shape):
     for param in model.parameters():
         param.requires_grad_(True)
     return model
 
 
-def apply_head_only(model, settings, head_modules, task):
+def apply_head_only(model, settings, head_modules, shape):
     model.requires_grad_(False)
     matched = [m for name, m in model.named_modules() if _is_head(name, head_modules)]
     if not matched:
@@ -124,7 +130,7 @@ def apply_head_only(model, settings, head_modules, task):
     return model
 
 
-def apply_none(model, settings, head_modules, task):
+def apply_none(model, settings, head_modules, shape):
     return model.requires_grad_(False)
 
 
@@ -182,9 +188,9 @@ def load_kwargs_for(settings, head_modules) -> dict:
     return method.load_kwargs(settings, head_modules) if method.load_kwargs else {}
 
 
-def apply_method(model: torch.nn.Module, settings, head_modules: list[str], task: str) -> torch.nn.Module:
+def apply_method(model: torch.nn.Module, settings, head_modules: list[str], shape: str) -> torch.nn.Module:
     """Return the model ready to train with settings.method (validated beforehand, so the key exists)."""
-    return METHODS[settings.method].apply(model, settings, head_modules, task)
+    return METHODS[settings.method].apply(model, settings, head_modules, shape)
 
 
 def save_trained(model: torch.nn.Module, settings, head_modules: list[str], out_dir: Path) -> None:

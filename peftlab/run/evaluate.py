@@ -13,7 +13,7 @@ from rich.table import Table
 from peftlab.config import validate
 from peftlab.errors import ConfigError
 from peftlab.models.methods import apply_method, load_trained
-from peftlab.module import ClassificationModule
+from peftlab.modules import build_module
 from peftlab.run.artifacts import fetch_artifact
 from peftlab.run.hardware import resolve_precision
 from peftlab.run.setup import prepare_job
@@ -60,10 +60,10 @@ def score(cfg: DictConfig, adapter_folder: Path | None) -> dict:
     job = prepare_job(settings)
     base, datamodule, head = job.base, job.datamodule, job.head
     if adapter_folder is None:
-        model = apply_method(base, settings.peft, head, settings.dataset.task)
+        model = apply_method(base, settings.peft, head, settings.shape)
     else:
         model = load_trained(base, settings.peft, adapter_folder)
-    module = ClassificationModule(model, None, 0.0, datamodule.num_labels, list(settings.dataset.metrics))
+    module = build_module(settings, model, job.tokenizer)
     trainer = pl.Trainer(
         accelerator=settings.hardware.accelerator,
         devices=1,

@@ -6,8 +6,8 @@ import pytorch_lightning as pl
 import torch
 
 from peftlab.config import RunSettings
-from peftlab.data.datamodule import DATAMODULES
-from peftlab.models.loading import load_base_model, load_tokenizer
+from peftlab.data.datamodule import TextDataModule
+from peftlab.models.loading import LABELLED_SHAPES, load_base_model, load_tokenizer
 from peftlab.models.methods import load_kwargs_for
 from peftlab.run.hardware import check_hardware
 
@@ -24,13 +24,14 @@ def prepare_job(settings: RunSettings) -> JobInputs:
     """Data is loaded and checked before the model, so bad rows fail fast."""
     check_hardware(settings.hardware)
     pl.seed_everything(settings.seed, workers=True)
-    head = list(settings.model.head_modules)
+    # Language-model heads are the pretrained (tied) output embedding: frozen like the rest of the base.
+    head = list(settings.model.head_modules) if settings.shape in LABELLED_SHAPES else []
     tokenizer = load_tokenizer(settings.model)
-    datamodule = DATAMODULES[settings.dataset.task](settings.dataset, tokenizer, seed=settings.seed)
+    datamodule = TextDataModule(settings.dataset, tokenizer, settings.shape, seed=settings.seed)
     datamodule.prepare_data()
     base = load_base_model(
         settings.model,
-        settings.dataset.task,
+        settings.shape,
         list(settings.dataset.labels),
         pad_token_id=tokenizer.pad_token_id,
         **load_kwargs_for(settings.peft, head),

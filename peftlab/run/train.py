@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from peftlab.config import RunSettings, validate
 from peftlab.errors import ConfigError
 from peftlab.models.methods import apply_method, base_memory_footprint, save_trained
-from peftlab.module import ClassificationModule
+from peftlab.modules import PeftModule, build_module
 from peftlab.run.callbacks import RunStats
 from peftlab.run.hardware import resolve_precision
 from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, write_metrics
@@ -30,7 +30,7 @@ class RunResult:
     """Everything a caller (CLI, sweep, test) may want after a fit."""
 
     settings: RunSettings
-    module: ClassificationModule
+    module: PeftModule
     trainer: pl.Trainer
     datamodule: object
     tokenizer: object
@@ -61,14 +61,8 @@ def fit(cfg: DictConfig) -> RunResult:
     job = prepare_job(settings)
     tokenizer, datamodule, model, head = job.tokenizer, job.datamodule, job.base, job.head
     base_memory = base_memory_footprint(model, getattr(torch, settings.model.dtype).itemsize)
-    model = apply_method(model, settings.peft, head, settings.dataset.task)
-    module = ClassificationModule(
-        model,
-        instantiate(cfg.optim.optimizer),
-        settings.optim.warmup_ratio,
-        datamodule.num_labels,
-        list(settings.dataset.metrics),
-    )
+    model = apply_method(model, settings.peft, head, settings.shape)
+    module = build_module(settings, model, tokenizer, instantiate(cfg.optim.optimizer), settings.optim.warmup_ratio)
 
     callbacks = instantiate_collection(cfg.get("callbacks"))
     stats = next((c for c in callbacks if isinstance(c, RunStats)), None) or RunStats()

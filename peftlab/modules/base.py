@@ -1,4 +1,4 @@
-"""The LightningModule: loss, metrics and optimiser around an injected (PEFT-wrapped) transformers model."""
+"""What every task's LightningModule shares: the optimiser over trainable weights and trainable-only checkpoints."""
 
 from collections.abc import Callable
 
@@ -7,42 +7,35 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from peftlab.errors import PeftlabError
-from peftlab.metrics import classification_metrics
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
-class ClassificationModule(pl.LightningModule):
+class PeftModule(pl.LightningModule):
     """Trains whatever parameters the PEFT method left trainable; checkpoints hold only those."""
 
-    def __init__(
-        self, model: torch.nn.Module, optimizer: Callable, warmup_ratio: float, num_labels: int, metric_names: list[str]
-    ):
+    # Batch keys the wrapped transformers model takes; collators may add others (e.g. prompts for generation).
+    model_inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+    def __init__(self, model: torch.nn.Module, optimizer: Callable | None, warmup_ratio: float):
         super().__init__()
         self.model = model
-        self.optimizer_factory = optimizer  # functools.partial from Hydra (_partial_: true)
+        self.optimizer_factory = optimizer  # functools.partial from Hydra (_partial_: true); None for eval only
         self.warmup_ratio = warmup_ratio
-        self.val_metrics = classification_metrics(metric_names, num_labels, prefix="val/")
         # Checkpoints drop the frozen base (on_save_checkpoint), so restoring must not demand it
         # (Lightning #19149, #21053); on_load_checkpoint checks the trainable weights are all there instead.
         self.strict_loading = False
 
+    def model_batch(self, batch: dict) -> dict:
+        return {k: v for k, v in batch.items() if k in self.model_inputs}
+
     def forward(self, **batch):
-        return self.model(**batch)
+        return self.model(**self.model_batch(batch))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        loss = self.model(**self.model_batch(batch)).loss
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        out = self.model(**batch)
-        self.val_metrics.update(out.logits.argmax(dim=-1), batch["labels"])
-        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]))
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
-        self.val_metrics.reset()
 
     def configure_optimizers(self):
         decay, no_decay = [], []

@@ -1,0 +1,77 @@
+"""Schema of a dataset option: source (hub id, local folder), columns per task, labels, batching, decoding."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peftlab.config.checks import check, check_choice, check_positive
+from peftlab.config.tasks import CLASS_METRICS, TASKS, TEXT_METRICS
+
+
+@dataclass
+class DatasetSettings:
+    """One dataset option. Which column keys matter depends on `task` (checked in __post_init__)."""
+
+    name: str
+    task: str = "classification"
+    hub_id: str | None = None
+    hub_config: str | None = None
+    local_name: str | None = None
+    data_dir: str | None = None
+    generator: dict[str, Any] | None = None
+    # classification: text (+ pair) -> label. multiple_choice: text = the question, optional context
+    # (RACE's article), choices_column (a list, or a dict whose choice_text_key holds the list), label = the answer.
+    text_column: str = "sentence"
+    text_pair_column: str | None = None
+    context_column: str | None = None
+    choices_column: str | None = None
+    choice_text_key: str | None = None
+    label_column: str = "label"
+    labels: list[str] = field(default_factory=list)
+    # generation (and multiple choice on T5/GPT-2/BLOOM): prompt_template is str.format over the row's columns;
+    # target_column holds the answer text. Loss is on the target only (causal LMs mask the prompt).
+    prompt_template: str | None = None
+    target_column: str | None = None
+    max_target_length: int = 128
+    # Decoding settings for validation and serving, passed to model.generate (e.g. num_beams, max_new_tokens).
+    generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 32, "num_beams": 1})
+    train_split: str = "train"
+    validation_split: str = "validation"
+    # Where the hub names a split differently from the local files (ag_news: validation -> test).
+    hub_split_names: dict[str, str] = field(default_factory=dict)
+    max_length: int = 128
+    max_train_rows: int | None = None
+    max_eval_rows: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    metric: str = "accuracy"
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
+
+    def __post_init__(self) -> None:
+        check_choice("task", self.task, TASKS)
+        if self.task != "generation":
+            check(len(self.labels) >= 2, "labels", self.labels, "a list of at least 2 label names")
+            check(len(set(self.labels)) == len(self.labels), "labels", self.labels, "label names must be unique")
+        if self.task == "multiple_choice":
+            check(bool(self.choices_column), "choices_column", self.choices_column, "the column holding the choices")
+        if self.task == "generation":
+            check(bool(self.prompt_template), "prompt_template", self.prompt_template, "e.g. '{question}\\nSQL:'")
+            check(bool(self.target_column), "target_column", self.target_column, "the column holding the answer")
+        for key in ("max_length", "max_target_length", "batch_size", "eval_batch_size"):
+            check_positive(key, getattr(self, key))
+        for key in ("max_train_rows", "max_eval_rows"):
+            check_positive(key, getattr(self, key), allow_none=True)
+        check(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")
+        known = tuple(dict.fromkeys(CLASS_METRICS + TEXT_METRICS))
+        for name in self.metrics:
+            check_choice("metrics", name, known)
+        check(self.metric in self.metrics, "metric", self.metric, f"must be one of metrics={self.metrics}")
+        check(
+            self.data_dir is not None or self.hub_id is not None,
+            "data_dir",
+            None,
+            "set dataset.data_dir=<folder with train/validation files> (this dataset has no hub_id)",
+        )
+        if self.data_dir is not None and self.generator is None:
+            check(Path(self.data_dir).expanduser().is_dir(), "data_dir", self.data_dir, "folder does not exist")

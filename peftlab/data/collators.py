@@ -1,0 +1,45 @@
+"""Batch collation per task shape: transformers' collators, plus one for decoder-only generation."""
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from transformers import DataCollatorForMultipleChoice, DataCollatorForSeq2Seq, DataCollatorWithPadding
+
+from peftlab.data.encoders import IGNORE_INDEX
+
+
+@dataclass
+class CausalCollator:
+    """Right-padded prompt+answer for the loss, and the prompts alone, left-padded, for `generate`.
+
+    transformers has no collator that returns both views of one batch (DataCollatorForSeq2Seq pads labels but
+    knows nothing of prompts), so this one does; padding itself is the tokenizer's.
+    """
+
+    tokenizer: object
+
+    def __call__(self, features: list[dict]) -> dict:
+        pad = self.tokenizer.pad
+        full = pad([{"input_ids": f["input_ids"]} for f in features], padding_side="right", return_tensors="pt")
+        labels = torch.full_like(full["input_ids"], IGNORE_INDEX)
+        for i, f in enumerate(features):
+            labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
+        prompts = [{"input_ids": f["input_ids"][: f["prompt_length"]]} for f in features]
+        prompt = pad(prompts, padding_side="left", return_tensors="pt")
+        return {
+            "input_ids": full["input_ids"],
+            "attention_mask": full["attention_mask"],
+            "labels": labels,
+            "prompt_input_ids": prompt["input_ids"],
+            "prompt_attention_mask": prompt["attention_mask"],
+        }
+
+
+# Task shape -> collator factory (called with the tokenizer).
+COLLATORS = {
+    "classify": DataCollatorWithPadding,
+    "choose": DataCollatorForMultipleChoice,
+    "seq2seq": partial(DataCollatorForSeq2Seq, label_pad_token_id=IGNORE_INDEX),
+    "causal": CausalCollator,
+}

@@ -1,0 +1,113 @@
+"""Batched `datasets.map` functions, one per task shape: raw rows -> token ids and labels.
+
+Each encoder is a dataclass: its fields (all but the tokenizer) are part of the tokenisation cache's fingerprint.
+"""
+
+from dataclasses import dataclass
+
+from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.data.checks import label_id
+from peftlab.data.formatting import choice_question, choices_of, prompt_text, target_text
+
+IGNORE_INDEX = -100  # labels the loss skips (prompt tokens, padding), as in torch's cross_entropy
+
+
+def _rows(batch: dict) -> list[dict]:
+    keys = list(batch)
+    return [dict(zip(keys, values, strict=True)) for values in zip(*batch.values(), strict=False)]
+
+
+def end_token_id(tokenizer) -> int:
+    """The token that ends a target: EOS, or [SEP] for BERT-style vocabularies (what the offline twins use)."""
+    token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if token is None:
+        raise ValueError(f"{type(tokenizer).__name__} has neither an EOS nor a SEP token to end targets with")
+    return token
+
+
+# The settings an encoding depends on: they go into the tokenisation cache's fingerprint.
+FINGERPRINT_KEYS = (
+    "task", "text_column", "text_pair_column", "context_column", "choices_column", "choice_text_key",
+    "label_column", "labels", "prompt_template", "target_column", "max_length", "max_target_length",
+)  # fmt: skip
+
+
+@dataclass
+class Encoder:
+    tokenizer: object
+    settings: DatasetSettings
+
+    def fingerprint_parts(self) -> list:
+        values = (getattr(self.settings, key) for key in FINGERPRINT_KEYS)
+        return [type(self).__name__, *(list(v) if isinstance(v, (list, tuple)) else v for v in values)]
+
+
+@dataclass
+class ClassifyRows(Encoder):
+    """Text (and pair) -> input ids; label names or ids -> `labels` ids."""
+
+    def __call__(self, batch: dict) -> dict:
+        s = self.settings
+        pairs = batch[s.text_pair_column] if s.text_pair_column else None
+        encoded = self.tokenizer(batch[s.text_column], pairs, truncation=True, max_length=s.max_length)
+        encoded["labels"] = [label_id(v, list(s.labels)) for v in batch[s.label_column]]
+        return encoded
+
+
+@dataclass
+class ChoiceRows(Encoder):
+    """(question, choice_i) pairs -> [num_choices, length] ids per row, for a multiple-choice head."""
+
+    def __call__(self, batch: dict) -> dict:
+        s = self.settings
+        out = {"input_ids": [], "attention_mask": [], "labels": []}
+        for row in _rows(batch):
+            choices = choices_of(row, s)
+            encoded = self.tokenizer(
+                [choice_question(row, s)] * len(choices), choices, truncation="only_first", max_length=s.max_length
+            )
+            out["input_ids"].append(encoded["input_ids"])
+            out["attention_mask"].append(encoded["attention_mask"])
+            out["labels"].append(label_id(row[s.label_column], list(s.labels)))
+        return out
+
+
+@dataclass
+class Seq2SeqRows(Encoder):
+    """Prompt -> encoder ids; target + end token -> decoder labels (T5)."""
+
+    def __call__(self, batch: dict) -> dict:
+        s = self.settings
+        rows = _rows(batch)
+        encoded = self.tokenizer([prompt_text(r, s) for r in rows], truncation=True, max_length=s.max_length)
+        end = end_token_id(self.tokenizer)
+        targets = self.tokenizer([target_text(r, s) for r in rows], add_special_tokens=False)["input_ids"]
+        encoded["labels"] = [[*t[: s.max_target_length - 1], end] for t in targets]
+        return encoded
+
+
+@dataclass
+class CausalRows(Encoder):
+    """Prompt + target + end token in one sequence; labels are IGNORE_INDEX on the prompt (loss on the answer only).
+
+    `prompt_length` lets the collator cut the prompt back out for generation at validation time.
+    """
+
+    def __call__(self, batch: dict) -> dict:
+        s = self.settings
+        rows = _rows(batch)
+        end = end_token_id(self.tokenizer)
+        prompts = self.tokenizer([prompt_text(r, s) for r in rows], add_special_tokens=False)["input_ids"]
+        targets = self.tokenizer([" " + target_text(r, s) for r in rows], add_special_tokens=False)["input_ids"]
+        out = {"input_ids": [], "attention_mask": [], "labels": [], "prompt_length": []}
+        for prompt, target in zip(prompts, targets, strict=True):
+            target = [*target[: s.max_target_length - 1], end]
+            prompt = prompt[-max(1, s.max_length - len(target)) :]  # keep the prompt's end, next to the answer
+            out["input_ids"].append(prompt + target)
+            out["attention_mask"].append([1] * (len(prompt) + len(target)))
+            out["labels"].append([IGNORE_INDEX] * len(prompt) + target)
+            out["prompt_length"].append(len(prompt))
+        return out
+
+
+ENCODERS = {"classify": ClassifyRows, "choose": ChoiceRows, "seq2seq": Seq2SeqRows, "causal": CausalRows}

@@ -1,0 +1,25 @@
+"""Classification and multiple choice: both heads give one logit per class (or per choice); argmax is the answer."""
+
+from collections.abc import Callable
+
+import torch
+
+from peftlab.metrics import classification_metrics
+from peftlab.modules.base import PeftModule
+
+
+class ClassificationModule(PeftModule):
+    def __init__(
+        self, model: torch.nn.Module, optimizer: Callable | None, warmup_ratio: float, num_labels: int, metric_names
+    ):
+        super().__init__(model, optimizer, warmup_ratio)
+        self.val_metrics = classification_metrics(list(metric_names), num_labels, prefix="val/")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self.model(**self.model_batch(batch))
+        self.val_metrics.update(out.logits.argmax(dim=-1), batch["labels"])
+        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.val_metrics.reset()
