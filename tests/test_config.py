@@ -20,9 +20,39 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in option_names(g)])
 def test_every_option_composes_and_validates(group, option, tmp_path):
-    cfg = compose_config([f"{group}={option}"], output_dir=tmp_path)
+    # Generation datasets need a generative model: check them on T5's offline twin.
+    extra = ["model=t5_tiny"] if group == "dataset" and option in GENERATION_DATASETS else []
+    cfg = compose_config([f"{group}={option}", *extra], output_dir=tmp_path)
     settings = validate(cfg)
     assert settings.peft.method in PEFT_SCHEMAS
+
+
+GENERATION_DATASETS = ("sql", "instruct", "detox")
+
+
+@pytest.mark.parametrize(
+    ("model", "dataset", "shape"),
+    [
+        ("minilm", "commonsense_qa", "choose"),
+        ("t5_tiny", "commonsense_qa", "seq2seq"),
+        ("gpt2_tiny", "race", "causal"),
+        ("t5_tiny", "sql", "seq2seq"),
+        ("bloom_tiny", "detox", "causal"),
+        ("gpt2_tiny", "sst2", "classify"),
+    ],
+)
+def test_task_and_architecture_pick_the_shape(model, dataset, shape, tmp_path):
+    assert validate(compose_config([f"model={model}", f"dataset={dataset}"], output_dir=tmp_path)).shape == shape
+
+
+def test_generation_on_an_encoder_is_refused_naming_both(tmp_path):
+    with pytest.raises(ConfigError, match=r"dataset=sql \(generation\) with model=minilm \(encoder\): not possible"):
+        validate(compose_config(["dataset=sql"], output_dir=tmp_path))
+
+
+def test_text_metric_on_a_classifier_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="'rougeL' is not available for classification"):
+        validate(compose_config(["dataset=sst2", "dataset.metrics=[accuracy,rougeL]"], output_dir=tmp_path))
 
 
 def test_every_peft_option_is_a_registered_method(tmp_path):

@@ -73,5 +73,8 @@ class DatasetSettings:
             None,
             "set dataset.data_dir=<folder with train/validation files> (this dataset has no hub_id)",
         )
+
+    def check_files(self) -> None:
+        """The local folder exists (skipped where no rows are read, e.g. when serving a trained adapter)."""
         if self.data_dir is not None and self.generator is None:
             check(Path(self.data_dir).expanduser().is_dir(), "data_dir", self.data_dir, "folder does not exist")

@@ -30,9 +30,17 @@ _SECTIONS: dict[str, tuple[type, bool]] = {
 }
 
 
-def validate(cfg: DictConfig) -> RunSettings:
-    """Check every group we own; raise ConfigError("<full.key>=<value>: <what is allowed>") on the first problem."""
+def validate(cfg: DictConfig, check_files: bool = True) -> RunSettings:
+    """Check every group we own; raise ConfigError("<full.key>=<value>: <what is allowed>") on the first problem.
+
+    check_files=False skips checks of data files (serving reads a run's config, not its rows).
+    """
     typed = {name: _typed_section(cfg, name, schema, closed) for name, (schema, closed) in _SECTIONS.items()}
+    if check_files:
+        try:
+            typed["dataset"].check_files()
+        except SettingError as err:
+            raise ConfigError(f"dataset.{err}") from err
     method = cfg.peft.get("method") if "peft" in cfg else None
     if method not in PEFT_SCHEMAS:
         raise ConfigError(f"peft.method={method!r}: allowed methods are {', '.join(PEFT_SCHEMAS)}")

@@ -9,6 +9,20 @@ from peftlab.metrics import text_metrics
 from peftlab.modules.base import PeftModule
 
 
+@torch.no_grad()
+def generate_answers(model, tokenizer, batch: dict, generation: dict, causal: bool) -> list[str]:
+    """Decode from the prompts of a collated batch; only the new tokens are returned, as stripped text.
+
+    Causal models continue the left-padded prompt alone (the collator's prompt_*), seq2seq models read the input.
+    """
+    prefix = "prompt_" if causal else ""
+    input_ids, attention_mask = batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"]
+    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **generation)
+    if causal:
+        out = out[:, input_ids.shape[1] :]
+    return [text.strip() for text in tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
 class GenerationModule(PeftModule):
     """`generation` holds model.generate arguments (dataset.generation); `causal` generates from the prompt alone."""
 
@@ -29,13 +43,8 @@ class GenerationModule(PeftModule):
         self.val_metrics = text_metrics(list(metric_names), prefix="val/")
         self.predictions: list[dict] = []  # (prediction, reference) of the last validation, for eval reports
 
-    @torch.no_grad()
-    def generate_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
-        """Decode from prompts (left-padded for causal models); only the new tokens are returned."""
-        out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **self.generation)
-        if self.causal:
-            out = out[:, input_ids.shape[1] :]
-        return [text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+    def generate_text(self, batch: dict) -> list[str]:
+        return generate_answers(self.model, self.tokenizer, batch, self.generation, self.causal)
 
     def references(self, labels: torch.Tensor) -> list[str]:
         """Targets decoded like predictions, so a lower-casing tokenizer compares like with like."""
@@ -48,10 +57,7 @@ class GenerationModule(PeftModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.model(**self.model_batch(batch))
         self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]))
-        if self.causal:
-            predictions = self.generate_text(batch["prompt_input_ids"], batch["prompt_attention_mask"])
-        else:
-            predictions = self.generate_text(batch["input_ids"], batch["attention_mask"])
+        predictions = self.generate_text(batch)
         references = self.references(batch["labels"])
         self.val_metrics.update(predictions, references)
         self.predictions += [{"prediction": p, "reference": r} for p, r in zip(predictions, references, strict=True)]

@@ -11,26 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from peftlab.config import validate
-from peftlab.errors import ConfigError
 from peftlab.models.methods import apply_method, load_trained
 from peftlab.modules import build_module
-from peftlab.run.artifacts import fetch_artifact
+from peftlab.run.artifacts import fetch_artifact, locate_adapter
 from peftlab.run.hardware import resolve_precision
 from peftlab.run.setup import prepare_job
 
 log = logging.getLogger(__name__)
-ADAPTER_FILES = ("adapter_config.json", "parallel_adapter_config.json", "config.json")
-
-
-def locate_adapter(path: str) -> tuple[Path, Path | None]:
-    """(adapter folder, the training run's config.yaml or None) for a run folder or an adapter folder."""
-    folder = Path(path).expanduser()
-    if (folder / "adapter").is_dir():
-        folder = folder / "adapter"
-    if not any((folder / name).is_file() for name in ADAPTER_FILES):
-        raise ConfigError(f"adapter={path}: no adapter here (expected a run folder with adapter/, or {ADAPTER_FILES})")
-    run_config = folder.parent / "config.yaml"
-    return folder, run_config if run_config.is_file() else None
 
 
 # Evaluating on the dataset a run trained on: encode inputs as in training, or the scores would not be comparable.

@@ -1,0 +1,69 @@
+"""The one HTML page of the serving app: pick an adapter, type a text, see base vs adapter answers side by side."""
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>peftlab serve</title>
+<style>
+  body { font-family: system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem; }
+  table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
+  th, td { border: 1px solid #ccc; padding: .4rem .6rem; text-align: left; vertical-align: top; }
+  textarea { width: 100%; height: 6rem; }
+  .answers { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+  .answers pre { white-space: pre-wrap; background: #f6f6f6; padding: .6rem; min-height: 2rem; }
+  .error { color: #b00020; }
+</style>
+</head>
+<body>
+<h1>peftlab serve</h1>
+<p id="base">loading…</p>
+<table id="adapters"><thead><tr><th></th><th>adapter</th><th>dataset</th><th>task</th><th>method</th></tr></thead>
+<tbody></tbody></table>
+<label for="text">Input</label>
+<textarea id="text" placeholder="Type a sentence, a question…"></textarea>
+<p><button id="ask" type="button">Ask</button> <span id="status"></span></p>
+<div class="answers">
+  <div><h2>Base model</h2><pre id="base-answer"></pre></div>
+  <div><h2>With adapter <span id="chosen"></span></h2><pre id="adapter-answer"></pre></div>
+</div>
+<script>
+const show = (answer) => answer.scores
+  ? answer.answer + "\\n" + Object.entries(answer.scores).map(([k, v]) => k + ": " + v.toFixed(3)).join("\\n")
+  : answer.answer;
+
+async function loadAdapters() {
+  const info = await (await fetch("/adapters")).json();
+  document.getElementById("base").textContent = info.base
+    ? "Base model: " + info.base.name + " (" + info.base.name_or_path + ")" : "No adapters loaded.";
+  const body = document.querySelector("#adapters tbody");
+  info.adapters.forEach((a, i) => {
+    const row = body.insertRow();
+    row.innerHTML = `<td><input type="radio" name="adapter" value="${a.name}" ${i ? "" : "checked"}></td>` +
+      `<td>${a.name}</td><td>${a.dataset}</td><td>${a.task}</td><td>${a.method}</td>`;
+  });
+}
+
+document.getElementById("ask").addEventListener("click", async () => {
+  const chosen = document.querySelector("input[name=adapter]:checked");
+  const status = document.getElementById("status");
+  if (!chosen) { status.textContent = "no adapter loaded"; return; }
+  status.textContent = "…";
+  status.className = "";
+  const response = await fetch("/predict", {
+    method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({adapter: chosen.value, text: document.getElementById("text").value}),
+  });
+  const result = await response.json();
+  if (!response.ok) { status.textContent = result.detail; status.className = "error"; return; }
+  document.getElementById("chosen").textContent = chosen.value;
+  document.getElementById("adapter-answer").textContent = show(result);
+  document.getElementById("base-answer").textContent = show(result.base);
+  status.textContent = "done";
+});
+
+loadAdapters();
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,174 @@
+"""One base model, many adapters: peft's load_adapter/set_adapter on a base whose weights are read once.
+
+Adapters of one task shape and peft type share one PeftModel and are switched with set_adapter. Adapters of
+another shape (a classifier next to a text-to-SQL adapter, say) need another head class around the same body:
+that model is built from config and its body's parameters are *the same tensors* as the one base (not copies),
+so the base is still read from disk and held in memory once.
+"""
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import peft
+import torch
+import transformers
+from omegaconf import OmegaConf
+
+from peftlab.config import ModelSettings, RunSettings, validate
+from peftlab.data.collators import COLLATORS
+from peftlab.data.encoders import ENCODERS
+from peftlab.data.formatting import row_from_text
+from peftlab.errors import ConfigError
+from peftlab.models.loading import AUTO_CLASSES, LABELLED_SHAPES, load_tokenizer, model_source
+from peftlab.modules.generation import generate_answers
+from peftlab.run.artifacts import locate_adapter
+
+# Methods whose output is a peft adapter folder (what load_adapter reads); others save whole models or our format.
+SERVABLE_METHODS = ("lora", "qlora", "ia3", "prefix")
+
+
+@dataclass
+class ServedAdapter:
+    name: str
+    folder: Path
+    settings: RunSettings
+    group: tuple  # (shape, peft type, number of labels): adapters that can share one PeftModel
+
+    def describe(self) -> dict:
+        s = self.settings
+        return {
+            "name": self.name,
+            "dataset": s.dataset.name,
+            "task": s.dataset.task,
+            "shape": s.shape,
+            "method": s.peft.method,
+            "labels": list(s.dataset.labels),
+            "folder": str(self.folder),
+        }
+
+
+def share_backbone(model: torch.nn.Module, backbone: torch.nn.Module) -> None:
+    """Make `model`'s body use `backbone`'s Parameter objects (assign=True): shared memory, no copy."""
+    body = getattr(model, model.base_model_prefix, None)
+    if not isinstance(body, type(backbone)):  # e.g. T5ForConditionalGeneration holds the backbone's parts itself
+        body = model
+    result = body.load_state_dict(backbone.state_dict(keep_vars=True), strict=False, assign=True)
+    if result.unexpected_keys:
+        raise ConfigError(f"base body does not fit {type(model).__name__}: unexpected {result.unexpected_keys[:3]}")
+    model.tie_weights()  # the language-model head reads the shared input embedding again
+
+
+class AdapterServer:
+    """Load the base once (lazily, from the first adapter's run unless given), then any number of adapters."""
+
+    def __init__(self, base: ModelSettings | None = None):
+        self.base = base
+        self.tokenizer = None
+        self.backbone: torch.nn.Module | None = None
+        self.backbone_loads = 0  # how many times base weights were read from disk (tests assert 1)
+        self.groups: dict[tuple, peft.PeftModel] = {}
+        self.adapters: dict[str, ServedAdapter] = {}
+        self._lock = threading.Lock()  # set_adapter changes shared state: one request at a time
+
+    def add_adapter(self, name: str, path: str | Path) -> ServedAdapter:
+        folder, run_config = locate_adapter(str(path))
+        if run_config is None:
+            raise ConfigError(f"adapter {name}={path}: no config.yaml beside it; pass the training run's folder")
+        settings = validate(OmegaConf.load(run_config), check_files=False)
+        if settings.peft.method not in SERVABLE_METHODS:
+            raise ConfigError(
+                f"adapter {name}: method {settings.peft.method!r} saves no peft adapter; "
+                f"serving takes {', '.join(SERVABLE_METHODS)}"
+            )
+        self.base = self.base or settings.model
+        self._check_same_base(name, folder, settings.model)
+        self._load_backbone()
+        peft_type = json.loads((folder / "adapter_config.json").read_text())["peft_type"]
+        group = (settings.shape, peft_type, len(settings.dataset.labels) if settings.shape in LABELLED_SHAPES else 0)
+        with self._lock:
+            try:
+                if group not in self.groups:
+                    model = self._task_model(settings)
+                    self.groups[group] = peft.PeftModel.from_pretrained(model, folder, adapter_name=name)
+                else:
+                    self.groups[group].load_adapter(folder, adapter_name=name)
+            except RuntimeError as err:  # size mismatches: made for a model of other dimensions
+                raise ConfigError(self._other_base_message(name, folder, settings.model, err)) from err
+            self.groups[group].eval()
+        served = ServedAdapter(name, folder, settings, group)
+        self.adapters[name] = served
+        return served
+
+    def _check_same_base(self, name: str, folder: Path, theirs: ModelSettings) -> None:
+        ours = self.base
+        if (theirs.name, theirs.name_or_path) != (ours.name, ours.name_or_path):
+            raise ConfigError(self._other_base_message(name, folder, theirs))
+
+    def _other_base_message(self, name: str, folder: Path, theirs: ModelSettings, err=None) -> str:
+        ours = self.base
+        detail = f" ({str(err).splitlines()[0][:160]})" if err else ""
+        return (
+            f"adapter {name} ({folder}) was trained on base model {theirs.name} ({theirs.name_or_path}), but this "
+            f"server's base is {ours.name} ({ours.name_or_path}); serve it from a server for that base{detail}"
+        )
+
+    def _load_backbone(self) -> None:
+        if self.backbone is not None:
+            return
+        self.tokenizer = load_tokenizer(self.base)
+        source = model_source(self.base)
+        self.backbone = transformers.AutoModel.from_pretrained(source, dtype=getattr(torch, self.base.dtype)).eval()
+        self.backbone_loads += 1
+
+    def _task_model(self, settings: RunSettings) -> torch.nn.Module:
+        """The head class this shape needs, built from config, its body sharing the loaded base's tensors."""
+        config = transformers.AutoConfig.from_pretrained(model_source(self.base))
+        if settings.shape in LABELLED_SHAPES:
+            labels = list(settings.dataset.labels)
+            config.num_labels = len(labels)
+            config.id2label, config.label2id = dict(enumerate(labels)), {n: i for i, n in enumerate(labels)}
+        config.pad_token_id = self.tokenizer.pad_token_id
+        auto_class = getattr(transformers, AUTO_CLASSES[settings.shape])
+        model = auto_class.from_config(config, dtype=getattr(torch, self.base.dtype))
+        share_backbone(model, self.backbone)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.pad_token_id = self.tokenizer.pad_token_id
+        return model.eval()
+
+    def predict(self, name: str, text: str | None = None, fields: dict | None = None, base: bool = False) -> dict:
+        """Answer one request with adapter `name` (base=True: the same model with adapters switched off)."""
+        if name not in self.adapters:
+            known = ", ".join(self.adapters) or "none loaded"
+            raise ConfigError(f"adapter {name!r}: not loaded (adapters: {known})")
+        served = self.adapters[name]
+        batch = self._batch(served.settings, text, fields)
+        with self._lock:
+            model = self.groups[served.group]
+            model.set_adapter(name)
+            if base:
+                with model.disable_adapter():
+                    return self._answer(model, served, batch)
+            return self._answer(model, served, batch)
+
+    def _batch(self, settings: RunSettings, text: str | None, fields: dict | None) -> dict:
+        """Encode the request exactly as training encoded rows (same encoder and collator), with a dummy label."""
+        d = settings.dataset
+        row = dict(fields) if fields else row_from_text(text or "", d)
+        row.setdefault(d.target_column or d.label_column, "" if d.task == "generation" else 0)
+        encoder = ENCODERS[settings.shape](self.tokenizer, d)
+        features = encoder({key: [value] for key, value in row.items()})
+        one = {key: values[0] for key, values in features.items()}
+        return COLLATORS[settings.shape](self.tokenizer)([one])
+
+    @torch.no_grad()
+    def _answer(self, model, served: ServedAdapter, batch: dict) -> dict:
+        s = served.settings
+        if s.shape in LABELLED_SHAPES:
+            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            probs = model(**inputs).logits.softmax(-1)[0]
+            labels = list(s.dataset.labels)
+            return {"answer": labels[int(probs.argmax())], "scores": dict(zip(labels, map(float, probs), strict=True))}
+        answers = generate_answers(model, self.tokenizer, batch, dict(s.dataset.generation), s.shape == "causal")
+        return {"answer": answers[0]}

@@ -1,0 +1,166 @@
+"""Serving: one base, many adapters — routing, bit-exact switching, one base load, other-base error, HTTP + page."""
+
+import json
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import torch
+import transformers
+from conftest import compose_config
+
+from peftlab.errors import ConfigError
+from peftlab.run.train import fit
+from peftlab.serve.__main__ import main as serve_main
+from peftlab.serve.server import AdapterServer
+
+TINY = ["trainer.max_epochs=1", "dataset.max_train_rows=64", "dataset.max_eval_rows=16"]
+SENTENCE = "a moving, beautifully acted film"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two classifiers and one text-to-SQL adapter on GPT-2's twin, and one classifier on another base."""
+    root = tmp_path_factory.mktemp("serve")
+    sql = root / "sql_data"
+    sql.mkdir()
+    rows = [
+        {
+            "question": f"who wears number {i}?",
+            "context": "table: t\ncolumns: name, number",
+            "answer": f"SELECT name FROM t WHERE number = {i}",
+        }
+        for i in range(32)
+    ]
+    for split in ("train", "validation"):
+        (sql / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plans = {
+        "pos_a": ["model=gpt2_tiny", "seed=1"],
+        "pos_b": ["model=gpt2_tiny", "seed=2", "peft.lr=1e-2"],
+        "sql": ["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={sql}", "dataset.generation.max_new_tokens=6"],
+        "other": ["model=bloom_tiny"],
+    }
+    for name, overrides in plans.items():
+        fit(compose_config(TINY + overrides, output_dir=root / name))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    server = AdapterServer()
+    for name in ("pos_a", "pos_b", "sql"):
+        server.add_adapter(name, runs / name)
+    return server
+
+
+def test_two_adapters_differ_and_switching_back_is_bit_exact(server):
+    first = server.predict("pos_a", SENTENCE)
+    other = server.predict("pos_b", SENTENCE)
+    again = server.predict("pos_a", SENTENCE)
+    assert first["scores"] != other["scores"]
+    assert again == first  # the same floats, not merely close
+
+
+def test_base_is_read_once_and_shared_by_every_task_head(runs, monkeypatch):
+    reads = []
+    for auto in ("AutoModel", "AutoModelForSequenceClassification", "AutoModelForCausalLM"):
+        original = getattr(transformers, auto).from_pretrained
+        monkeypatch.setattr(
+            getattr(transformers, auto), "from_pretrained", lambda *a, _o=original, **k: reads.append(a) or _o(*a, **k)
+        )
+    server = AdapterServer()
+    for name in ("pos_a", "pos_b", "sql"):
+        server.add_adapter(name, runs / name)
+    assert len(reads) == 1 and server.backbone_loads == 1
+    assert {group[0] for group in server.groups} == {"classify", "causal"}  # two heads around one body
+    body = server.backbone.h[0].attn.c_attn.weight
+    for model in server.groups.values():
+        inner = model.get_base_model().transformer.h[0].attn.c_attn.base_layer.weight
+        assert inner.data_ptr() == body.data_ptr()  # same memory, not a copy
+    assert isinstance(server.predict("sql", "who wears number 3?")["answer"], str)
+
+
+def test_base_answer_is_the_model_without_adapter(server, runs):
+    with_adapter = server.predict("pos_a", SENTENCE)
+    base = server.predict("pos_a", SENTENCE, base=True)
+    assert base["scores"] != with_adapter["scores"]
+
+
+def test_adapter_of_another_base_is_refused_naming_both(server, runs):
+    with pytest.raises(ConfigError, match=r"trained on base model bloom_tiny .* this server's base is gpt2_tiny"):
+        server.add_adapter("other", runs / "other")
+
+
+def test_cli_predict_prints_every_adapter(runs, capsys):
+    code = serve_main(
+        ["predict", "--adapter", f"a={runs / 'pos_a'}", "--adapter", f"q={runs / 'sql'}", "--json", SENTENCE]
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0 and [r["adapter"] for r in rows] == ["a", "q"]
+    assert rows[0]["answer"] in ("negative", "positive") and "base" in rows[0]
+
+
+def test_cli_reports_other_base_in_one_line(runs, capsys):
+    code = serve_main(["predict", "--adapter", f"a={runs / 'pos_a'}", "--adapter", f"b={runs / 'other'}", "x"])
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and last_line.startswith("error: adapter b ") and "bloom_tiny" in last_line
+
+
+def test_http_json_api(server):
+    from fastapi.testclient import TestClient
+
+    from peftlab.serve.app import create_app
+
+    client = TestClient(create_app(server))
+    listed = client.get("/adapters").json()
+    assert [a["name"] for a in listed["adapters"]] == ["pos_a", "pos_b", "sql"]
+    answer = client.post("/predict", json={"adapter": "pos_b", "text": SENTENCE}).json()
+    assert answer["scores"] == server.predict("pos_b", SENTENCE)["scores"] and answer["base"]["answer"]
+    bad = client.post("/predict", json={"adapter": "nope", "text": "x"})
+    assert bad.status_code == 400 and "not loaded" in bad.json()["detail"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_page_in_headless_chromium_lists_adapters_and_answers_a_click(server):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it with apt-get)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    import uvicorn
+
+    from peftlab.serve.app import create_app
+
+    port = _free_port()
+    web = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    while not web.started:
+        time.sleep(0.05)
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#adapters tbody tr")
+            assert page.locator("#adapters tbody tr").count() == 3
+            assert "gpt2_tiny" in page.text_content("#base")
+            page.check("input[value=pos_b]")
+            page.fill("#text", SENTENCE)
+            page.click("#ask")
+            page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=30_000)
+            expected = server.predict("pos_b", SENTENCE)["answer"]
+            assert page.text_content("#adapter-answer").startswith(expected)
+            assert page.text_content("#base-answer").strip() and page.text_content("#chosen") == "pos_b"
+            browser.close()
+    finally:
+        web.should_exit = True
+        thread.join(timeout=10)
+    assert torch.is_grad_enabled()  # serving's no_grad blocks did not leak into the process
