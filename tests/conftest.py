@@ -37,6 +37,14 @@ def compose_config(overrides: list[str], output_dir: Path | None = None):
         return compose("config", overrides=[*TEST_OVERRIDES, *extra, *overrides])
 
 
+def eval_config(overrides: list[str], output_dir: Path):
+    """The evaluate.py config (conf/evaluate.yaml) with `overrides`."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            "evaluate", overrides=[*overrides, f"paths.output_dir={output_dir}", "trainer.enable_progress_bar=false"]
+        )
+
+
 def option_names(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 

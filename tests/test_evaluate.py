@@ -4,21 +4,13 @@ import csv
 import json
 
 import pytest
-from conftest import CONF, compose_config, run_cli
-from hydra import compose, initialize_config_dir
+from conftest import compose_config, eval_config, run_cli
 
 from peftlab.errors import ConfigError
 from peftlab.run.evaluate import evaluate
 from peftlab.run.train import fit
 
 DATA = ["dataset.max_train_rows=320", "dataset.max_eval_rows=200", "seed=3"]
-
-
-def eval_config(overrides: list[str], output_dir):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(
-            "evaluate", overrides=[*overrides, f"paths.output_dir={output_dir}", "trainer.enable_progress_bar=false"]
-        )
 
 
 @pytest.fixture(scope="module")

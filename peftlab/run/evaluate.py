@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from peftlab.config import validate
+from peftlab.data.encoders import FINGERPRINT_KEYS
 from peftlab.models.methods import apply_method, load_trained
 from peftlab.modules import build_module
 from peftlab.run.artifacts import fetch_artifact, locate_adapter
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 # Evaluating on the dataset a run trained on: encode inputs as in training, or the scores would not be comparable.
-ENCODING_KEYS = ("max_length", "text_column", "text_pair_column", "label_column", "labels")
+ENCODING_KEYS = (*(k for k in FINGERPRINT_KEYS if k != "task"), "generation")
 
 
 def with_run_model(cfg: DictConfig, run_config: Path | None, use_method: bool = True) -> DictConfig:
@@ -37,12 +38,13 @@ def with_run_model(cfg: DictConfig, run_config: Path | None, use_method: bool = 
     if use_method:
         merged["peft"] = OmegaConf.to_container(trained.peft)
     if trained.dataset.name == cfg.dataset.name:
-        merged["dataset"].update({k: OmegaConf.to_container(trained.dataset)[k] for k in ENCODING_KEYS})
+        recorded = OmegaConf.to_container(trained.dataset)
+        merged["dataset"].update({k: recorded[k] for k in ENCODING_KEYS if k in recorded})
     return OmegaConf.create(merged)
 
 
-def score(cfg: DictConfig, adapter_folder: Path | None) -> dict:
-    """Validation metrics of one model (base + optional adapter) on cfg.dataset."""
+def score(cfg: DictConfig, adapter_folder: Path | None) -> tuple[dict, list[dict]]:
+    """Validation metrics of one model (base + optional adapter) on cfg.dataset, and generated answers if any."""
     settings = validate(cfg)
     job = prepare_job(settings)
     base, datamodule, head = job.base, job.datamodule, job.head
@@ -61,7 +63,7 @@ def score(cfg: DictConfig, adapter_folder: Path | None) -> dict:
         limit_val_batches=settings.trainer.limit_val_batches,
     )
     (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
-    return {
+    row = {
         "model": settings.model.name,
         "method": settings.peft.method,
         "adapter": str(adapter_folder) if adapter_folder else None,
@@ -69,6 +71,7 @@ def score(cfg: DictConfig, adapter_folder: Path | None) -> dict:
         "rows": len(datamodule.val_dataset),
         **{k: float(v) for k, v in metrics.items()},
     }
+    return row, list(getattr(module, "predictions", []))
 
 
 def evaluate(cfg: DictConfig) -> list[dict]:
@@ -80,15 +83,19 @@ def evaluate(cfg: DictConfig) -> list[dict]:
     else:
         entries = [cfg.adapter if cfg.get("adapter") else "base"]
     rows, first_run_config = [], None
-    for entry in entries:
-        if entry == "base":  # the untrained base of the first run compared (or of model=)
-            rows.append(score(with_run_model(_as_base(cfg), first_run_config, use_method=False), None))
-            continue
-        folder, run_config = locate_adapter(str(entry))
-        first_run_config = first_run_config or run_config
-        rows.append(score(with_run_model(cfg, run_config), folder))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for i, entry in enumerate(entries):
+        if entry == "base":  # the untrained base of the first run compared (or of model=)
+            row, predictions = score(with_run_model(_as_base(cfg), first_run_config, use_method=False), None)
+        else:
+            folder, run_config = locate_adapter(str(entry))
+            first_run_config = first_run_config or run_config
+            row, predictions = score(with_run_model(cfg, run_config), folder)
+        if predictions:  # generated text, next to its reference, for reading what the numbers mean
+            row["predictions"] = str(out / f"predictions-{i}.jsonl")
+            Path(row["predictions"]).write_text("".join(json.dumps(p) + "\n" for p in predictions))
+        rows.append(row)
     write_table(rows, out)
     return rows
 
