@@ -114,3 +114,15 @@ def test_hardware_gpu_without_cuda_suggests_cpu(tmp_path):
     settings = validate(compose_config(["hardware=gpu"], output_dir=tmp_path))
     with pytest.raises(ConfigError, match=r"no CUDA device .* use hardware=cpu"):
         check_hardware(settings.hardware)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["dataset=commonsense_qa", "peft=prefix"], "peft=prefix with dataset=commonsense_qa on model=minilm"),
+        (["model=gpt2_tiny", "dataset=sql", "peft=head_only"], "there is no new head to train"),
+    ],
+)
+def test_method_that_cannot_fit_the_task_shape_is_refused(overrides, expected, tmp_path):
+    with pytest.raises(ConfigError, match=expected):
+        validate(compose_config(overrides, output_dir=tmp_path))

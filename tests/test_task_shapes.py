@@ -91,6 +91,32 @@ def test_encoder_multiple_choice_pairs_the_question_with_each_choice(tmp_path, w
     assert decoded.startswith("where would you keep a fresh fish?") and decoded.endswith("oven")
 
 
+def test_race_reads_the_article_as_context_and_options_as_a_list(tmp_path, write_jsonl):
+    row = {
+        "example_id": "high1.txt",
+        "article": "Tom keeps his bike in the garage.",
+        "question": "Where is the bike?",
+        "options": ["garage", "kitchen", "school", "park"],
+        "answer": "A",
+    }
+    folder = write_jsonl([row, {**row, "answer": "C"}])
+    dm, settings = _datamodule(tmp_path, ["dataset=race", f"dataset.data_dir={folder}"])
+    batch = next(iter(dm.val_dataloader()))
+    assert settings.shape == "choose" and batch["input_ids"].shape[:2] == (2, 4)
+    assert batch["labels"].tolist() == [0, 2]
+    decoded = dm.tokenizer.decode(batch["input_ids"][0, 1], skip_special_tokens=True)
+    assert decoded == "tom keeps his bike in the garage. where is the bike? kitchen"
+
+
+def test_wrong_number_of_choices_names_the_row(tmp_path, write_jsonl):
+    from peftlab.errors import DataError
+
+    bad = {**CSQA_ROW, "choices": {"label": ["A", "B"], "text": ["fridge", "desert"]}}
+    folder = write_jsonl([CSQA_ROW, bad])
+    with pytest.raises(DataError, match=r"train.jsonl: row 1, line 2: 2 choices, expected 5"):
+        _datamodule(tmp_path, ["dataset=commonsense_qa", f"dataset.data_dir={folder}"])
+
+
 def test_causal_labels_ignore_prompt_tokens_and_padding(tmp_path, write_jsonl):
     rows = [SQL_ROW, {**SQL_ROW, "question": "Which name has the number 12 on the shirt?", "answer": "SELECT 1"}]
     folder = write_jsonl(rows)

@@ -23,6 +23,13 @@ SHAPES: dict[tuple[str, str], str] = {
 }
 GENERATIVE_SHAPES = ("seq2seq", "causal")
 
+# (peft.method, shape) pairs that cannot work, and why: refused by validate() before anything loads.
+UNSUPPORTED = {
+    ("prefix", "choose"): "peft prefix tuning needs a peft task type, and a multiple-choice head has none",
+    ("head_only", "seq2seq"): "a language-model head is the pretrained (tied) embedding: there is no new head to train",
+    ("head_only", "causal"): "a language-model head is the pretrained (tied) embedding: there is no new head to train",
+}
+
 # Metric names by how they are computed: on predicted class ids, or on generated text.
 CLASS_METRICS = ("accuracy", "f1", "binary_f1", "mcc")
 TEXT_METRICS = ("accuracy", "exact_match", "rougeL", "bleu")  # accuracy on text = exact match (answer letters)

@@ -16,7 +16,7 @@ from peftlab.config.schema import (
     RunSettings,
     TrainerSettings,
 )
-from peftlab.config.tasks import metric_names_for, task_shape
+from peftlab.config.tasks import UNSUPPORTED, metric_names_for, task_shape
 from peftlab.errors import ConfigError, PeftlabError
 
 # section -> (schema, closed). Closed sections reject unknown keys; the trainer section is open because
@@ -50,6 +50,9 @@ def validate(cfg: DictConfig, check_files: bool = True) -> RunSettings:
     if reason:
         raise ConfigError(f"peft={method} with model={model.name}: not supported ({reason})")
     shape = task_shape(dataset.task, model.architecture, dataset.name, model.name)
+    reason = UNSUPPORTED.get((method, shape))
+    if reason:
+        raise ConfigError(f"peft={method} with dataset={dataset.name} on model={model.name}: not supported ({reason})")
     allowed = metric_names_for(dataset.task, model.architecture)
     for name in dataset.metrics:
         if name not in allowed:
