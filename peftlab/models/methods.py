@@ -71,7 +71,8 @@ def qlora_load_kwargs(settings, head_modules) -> dict:
             bnb_4bit_quant_type=settings.quant_type,
             bnb_4bit_use_double_quant=settings.double_quant,
             bnb_4bit_compute_dtype=getattr(torch, settings.compute_dtype),
-            llm_int8_skip_modules=list(head_modules),
+            # None (no task head: generation) lets transformers keep its default, the output embedding, unquantised.
+            llm_int8_skip_modules=list(head_modules) or None,
         )
     }
 
