@@ -23,6 +23,7 @@ class RunStats(pl.Callback):
     def __init__(self) -> None:
         self.history: list[dict] = []
         self.train_samples = 0
+        self.train_tokens = 0  # non-padding input tokens seen in training (the FLOPs estimate's T)
         self.fit_seconds = 0.0
         self.val_seconds = 0.0
         self._fit_start = self._val_start = 0.0
@@ -34,6 +35,7 @@ class RunStats(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.train_samples += len(batch["labels"])
+        self.train_tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._val_start = time.perf_counter()
@@ -43,7 +45,10 @@ class RunStats(pl.Callback):
         if trainer.sanity_checking:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
+        # Training seconds so far (validation excluded) and tokens seen: the x-axes of the sweep report's curves.
+        elapsed = time.perf_counter() - self._fit_start - self.val_seconds
+        point = {"epoch": trainer.current_epoch, "step": trainer.global_step, "train_time_s": round(elapsed, 3)}
+        self.history.append({**point, "train_tokens": self.train_tokens, **metrics})
         if trainer.is_global_zero:
             shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
             log.info("epoch %d step %d  %s", trainer.current_epoch, trainer.global_step, shown)
@@ -64,6 +69,7 @@ class RunStats(pl.Callback):
             "fit_time_s": round(self.fit_seconds, 2),
             "train_time_s": round(self.train_seconds, 2),
             "train_samples": self.train_samples,
+            "train_tokens": self.train_tokens,
             "samples_per_s": round(self.train_samples / self.train_seconds, 2),
             "peak_memory": memory,
         }

@@ -1,0 +1,77 @@
+"""Read a sweep folder: every job's metrics.json (and Hydra's record of its overrides) as one RunRecord."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peftlab.errors import PeftlabError
+from peftlab.report.flops import training_flops
+
+
+@dataclass
+class RunRecord:
+    folder: Path
+    method: str
+    seed: int
+    model: str
+    dataset: str
+    monitor: str
+    best: float | None
+    trainable: int
+    total: int
+    trainable_pct: float
+    adapter_bytes: int
+    train_time_s: float
+    samples_per_s: float
+    peak_rss_mb: float
+    train_flops: float
+    curve: list[dict] = field(default_factory=list)  # per validation: step, seconds, flops, value
+
+    @property
+    def label(self) -> str:
+        return self.method
+
+
+def load_run(folder: Path) -> RunRecord:
+    report = json.loads((folder / "metrics.json").read_text())
+    params, monitor = report["params"], report["monitor"]
+    flops = lambda tokens: training_flops(params["total"], params["trainable"], tokens)  # noqa: E731
+    curve = [
+        {
+            "step": h["step"],
+            "seconds": h.get("train_time_s"),
+            "flops": flops(h.get("train_tokens", 0)),
+            "value": h[monitor],
+        }
+        for h in report["history"]
+        if monitor in h
+    ]
+    return RunRecord(
+        folder=folder,
+        method=report["method"],
+        seed=report["seed"],
+        model=report["model"],
+        dataset=report["dataset"],
+        monitor=monitor,
+        best=report["best"][monitor] if report.get("best") else None,
+        trainable=params["trainable"],
+        total=params["total"],
+        trainable_pct=params["trainable_pct"],
+        adapter_bytes=report["adapter_bytes"],
+        train_time_s=report["train_time_s"],
+        samples_per_s=report["samples_per_s"],
+        peak_rss_mb=report["peak_memory"]["rss_mb"],
+        train_flops=flops(report.get("train_tokens", 0)),
+        curve=curve,
+    )
+
+
+def collect_runs(sweep_dir: str | Path) -> list[RunRecord]:
+    """Jobs are the sub-folders holding a metrics.json (Hydra numbers them 0, 1, ...)."""
+    root = Path(sweep_dir).expanduser()
+    if not root.is_dir():
+        raise PeftlabError(f"{root}: no such sweep folder")
+    files = sorted(root.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    if not files:
+        raise PeftlabError(f"{root}: no finished runs (no */metrics.json)")
+    return [load_run(path.parent) for path in files]

@@ -1,0 +1,93 @@
+"""Sweep report: a tiny real sweep (2 methods x 2 seeds) writes every file, with the runs' own numbers."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import run_cli
+
+from peftlab.report import write_report
+from peftlab.report.collect import collect_runs
+from peftlab.report.flops import training_flops
+from peftlab.report.plots import curve_figure, params_figure
+from peftlab.report.summary import summarise
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    result = run_cli(
+        "-m",
+        "peft=lora,ia3",
+        "seed=0,1",
+        "dataset.max_train_rows=128",
+        "dataset.batch_size=32",
+        "dataset.max_eval_rows=48",
+        "trainer.max_epochs=1",
+        "trainer.val_check_interval=0.5",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+        f"hydra.sweep.dir={out}",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_sweep_writes_every_report_file(sweep):
+    for name in ("summary.csv", "summary.md", "metric_vs_steps.png", "metric_vs_seconds.png", "metric_vs_flops.png",
+                 "best_vs_trainable_params.png"):  # fmt: skip
+        assert (sweep / name).is_file(), name
+        if name.endswith(".png"):
+            assert (sweep / name).read_bytes()[:8] == PNG_MAGIC
+    text = (sweep / "summary.md").read_text()
+    assert "at 10 % of the compute" in text and "4·N_total + 2·N_trainable" in text
+
+
+def test_summary_numbers_equal_the_runs_metrics(sweep):
+    rows = {r["method"]: r for r in csv.DictReader((sweep / "summary.csv").open())}
+    assert set(rows) == {"lora", "ia3"} and all(r["seeds"] == "2" for r in rows.values())
+    for method, row in rows.items():
+        reports = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+        best = [r["best"]["val/accuracy"] for r in reports if r["method"] == method]
+        assert float(row["best_mean"]) == pytest.approx(sum(best) / 2)
+        trainable = {r["params"]["trainable"] for r in reports if r["method"] == method}
+        assert {int(row["trainable_params"])} == trainable
+
+
+def test_curves_have_one_line_per_method_and_flops_follow_the_formula(sweep):
+    runs = collect_runs(sweep)
+    assert len(runs) == 4 and all(len(r.curve) == 2 for r in runs)  # val_check_interval=0.5 -> two points
+    fig = curve_figure(runs, "flops")
+    assert len(fig.axes[0].get_lines()) == 2 and fig.axes[0].get_xscale() == "log"
+    assert len(params_figure(runs).axes[0].collections) >= 2
+    report = json.loads((runs[0].folder / "metrics.json").read_text())
+    expected = training_flops(report["params"]["total"], report["params"]["trainable"], report["train_tokens"])
+    assert runs[0].train_flops == expected > 0
+
+
+def test_verdict_picks_the_best_mean_at_each_budget(sweep):
+    runs = collect_runs(sweep)
+    rows, verdict = summarise(runs)
+    full = max(rows, key=lambda r: r["at_100pct_mean"])
+    assert verdict[1.0] == full["method"]
+
+
+def test_second_job_of_the_sweep_hits_the_tokenisation_cache(sweep):
+    logs = sorted(sweep.glob("*/train.log"), key=lambda p: int(p.parent.name))
+    assert len(logs) == 4
+    for log in logs[1:]:
+        text = log.read_text()
+        assert text.count(": cache hit") == 2, log  # train and validation splits both read back
+
+
+def test_report_cli_rewrites_and_errors_in_one_line(sweep, tmp_path):
+    assert write_report(sweep)["verdict"]
+    result = subprocess.run([sys.executable, "-m", "peftlab.report", str(tmp_path)], capture_output=True, text=True)
+    assert (
+        result.returncode == 2 and result.stderr.strip() == f"error: {tmp_path}: no finished runs (no */metrics.json)"
+    )
