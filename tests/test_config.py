@@ -126,3 +126,10 @@ def test_hardware_gpu_without_cuda_suggests_cpu(tmp_path):
 def test_method_that_cannot_fit_the_task_shape_is_refused(overrides, expected, tmp_path):
     with pytest.raises(ConfigError, match=expected):
         validate(compose_config(overrides, output_dir=tmp_path))
+
+
+def test_a_family_refusal_can_name_one_task_shape(tmp_path):
+    with pytest.raises(ConfigError, match="peft=prefix with model=t5_tiny: not supported"):
+        validate(compose_config(["model=t5_tiny", "peft=prefix"], output_dir=tmp_path))  # classification head
+    settings = validate(compose_config(["model=t5_tiny", "peft=prefix", "dataset=sql"], output_dir=tmp_path))
+    assert settings.shape == "seq2seq" and settings.peft.method == "prefix"  # generation: peft's prefix works

@@ -34,7 +34,7 @@ class ModelSettings:
     pad_token: str | None = None
     head_modules: list[str] = field(default_factory=lambda: ["classifier"])
     peft_defaults: dict[str, Any] = field(default_factory=dict)
-    # method -> why peft cannot apply it to this family (rejected before loading, with this reason).
+    # method (or "method/shape") -> why peft cannot apply it to this family (rejected before loading, with this reason).
     unsupported_methods: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

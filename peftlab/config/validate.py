@@ -46,10 +46,10 @@ def validate(cfg: DictConfig, check_files: bool = True) -> RunSettings:
         raise ConfigError(f"peft.method={method!r}: allowed methods are {', '.join(PEFT_SCHEMAS)}")
     typed["peft"] = _typed_section(cfg, "peft", PEFT_SCHEMAS[method], closed=True)
     model, dataset = typed["model"], typed["dataset"]
-    reason = model.unsupported_methods.get(method)
+    shape = task_shape(dataset.task, model.architecture, dataset.name, model.name)
+    reason = model.unsupported_methods.get(method) or model.unsupported_methods.get(f"{method}/{shape}")
     if reason:
         raise ConfigError(f"peft={method} with model={model.name}: not supported ({reason})")
-    shape = task_shape(dataset.task, model.architecture, dataset.name, model.name)
     reason = UNSUPPORTED.get((method, shape))
     if reason:
         raise ConfigError(f"peft={method} with dataset={dataset.name} on model={model.name}: not supported ({reason})")
