@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_DATA, compose_config, eval_config
+from conftest import SHARED_DATA, compose_config, run_cli
 
 from peftlab.config import validate
 from peftlab.data.datamodule import TextDataModule
 from peftlab.data.encoders import IGNORE_INDEX
 from peftlab.metrics import Bleu, ExactMatch, RougeL, classification_metrics
 from peftlab.models.loading import load_tokenizer
-from peftlab.run.evaluate import evaluate
 from peftlab.run.train import fit
 
 CSQA_ROW = {
@@ -201,7 +200,10 @@ def test_evaluate_reproduces_a_generation_runs_recorded_metric(tmp_path, write_j
     overrides = ["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={folder}", "peft.lr=1e-2"]
     fit(compose_config([*overrides, "trainer.max_epochs=2", "dataset.generation.max_new_tokens=12"], output_dir=run))
     best = json.loads((run / "metrics.json").read_text())["best"]
-    (row,) = evaluate(eval_config(["dataset=sql", f"dataset.data_dir={folder}", f"adapter={run}"], tmp_path / "e"))
+    result = run_cli("dataset=sql", f"dataset.data_dir={folder}", f"adapter={run}", f"hydra.run.dir={tmp_path / 'e'}",
+                     "trainer.enable_progress_bar=false", script="evaluate.py")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-1500:]  # model=gpt2_tiny comes from the run, not the command line
+    (row,) = json.loads((tmp_path / "e" / "eval_metrics.json").read_text())
     assert row["val/rougeL"] == pytest.approx(best["val/rougeL"], abs=1e-6)
     assert row["val/exact_match"] == pytest.approx(best["val/exact_match"], abs=1e-6)
     predictions = [json.loads(line) for line in Path(row["predictions"]).read_text().splitlines()]

@@ -9,10 +9,11 @@ from peftlab.config import validate
 from peftlab.errors import PeftlabError
 
 
-def _guarded(cfg: DictConfig, module: str, function: str):
+def _guarded(cfg: DictConfig, module: str, function: str, precheck: bool = True):
     """Exit code 2 and `error: <key>: <what is allowed>` on a user error, instead of a traceback."""
     try:
-        validate(cfg)  # a bad override fails in about a second, before torch/transformers are imported
+        if precheck:
+            validate(cfg)  # a bad override fails in about a second, before torch/transformers are imported
         return getattr(importlib.import_module(module), function)(cfg)
     except PeftlabError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -25,5 +26,10 @@ def run_train(cfg: DictConfig) -> float | None:
 
 
 def run_evaluate(cfg: DictConfig) -> list[dict]:
-    """What `python evaluate.py` runs; returns one row of metrics per model evaluated."""
-    return _guarded(cfg, "peftlab.run.evaluate", "evaluate")
+    """What `python evaluate.py` runs; returns one row of metrics per model evaluated.
+
+    With adapter=/compare=/source= the model and method come from each run's config.yaml, so the command line's
+    model= is not checked up front (evaluate validates every merged config before loading anything).
+    """
+    from_runs = any(cfg.get(key) for key in ("adapter", "compare", "source"))
+    return _guarded(cfg, "peftlab.run.evaluate", "evaluate", precheck=not from_runs)
