@@ -120,3 +120,24 @@ def test_csv_files_are_read_too(tmp_path, tokenizer):
     settings = _settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"])
     with pytest.raises(DataError, match=r"train.csv: row 2, line 4: label 5"):
         TextDataModule(settings, tokenizer).prepare_data()
+
+
+def test_length_grouped_batches_pad_less_and_still_visit_every_row(tmp_path, tokenizer, write_jsonl):
+    words = ["a", "fine", "and", "moving", "film", "with", "a", "great", "cast", "and", "a", "sharp", "witty", "script"]
+    rows = [{"sentence": " ".join(words[: 1 + (i * 7) % len(words)]), "label": i % 2, "idx": i} for i in range(256)]
+    folder = write_jsonl(rows)
+
+    def padding_and_ids(grouped: bool):
+        overrides = ["dataset=sst2", f"dataset.data_dir={folder}", "dataset.batch_size=16"]
+        dm = TextDataModule(_settings(tmp_path, [*overrides, f"dataset.group_by_length={grouped}"]), tokenizer)
+        dm.setup("fit")
+        pads, seen = 0, []
+        for batch in dm.train_dataloader():
+            pads += int((batch["attention_mask"] == 0).sum())
+            seen += batch["input_ids"][:, 1].tolist()  # first word id: enough to count rows per length
+        return pads, sorted(seen)
+
+    plain_pads, plain_seen = padding_and_ids(False)
+    grouped_pads, grouped_seen = padding_and_ids(True)
+    assert grouped_seen == plain_seen  # same rows, once each
+    assert grouped_pads < 0.3 * plain_pads

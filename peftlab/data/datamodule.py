@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.checks import check_split
@@ -65,17 +66,24 @@ class TextDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(self.train_dataset, self.settings.batch_size, shuffle=True, generator=generator)
+        if not self.settings.group_by_length:
+            return self._loader(self.train_dataset, self.settings.batch_size, shuffle=True, generator=generator)
+        lengths = [len(ids) for ids in self.train_dataset["input_ids"]]  # multiple choice: choices per row
+        if self.shape == "choose":
+            lengths = [max(map(len, choices)) for choices in self.train_dataset["input_ids"]]
+        sampler = LengthGroupedSampler(self.settings.batch_size, lengths=lengths, generator=generator)
+        return self._loader(self.train_dataset, self.settings.batch_size, shuffle=False, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, self.settings.eval_batch_size, shuffle=False)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool, generator=None) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, shuffle: bool, generator=None, sampler=None) -> DataLoader:
         workers = self.settings.num_workers
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             generator=generator,
             collate_fn=self.collator,
             num_workers=workers,

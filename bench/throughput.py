@@ -1,0 +1,176 @@
+"""peftlab vs a peer (HF Trainer + peft + DataCollatorWithPadding): same model, data, LoRA, batch, steps; one process.
+
+    python bench/throughput.py                        # MiniLM, SST-2 from ../shared/data/sst2, 300 steps of 32
+    python bench/throughput.py --steps 100 --data /path/to/sst2
+
+Prints samples/s of each and the ratio, the peak RSS of each phase, and each one's SST-2 dev accuracy (all 872 rows).
+Both train the same LoRA (the model's peft defaults), lr, warm-up and batch size, with max_length truncation.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class PeakRss:
+    """Sample this process's RSS every 50 ms while a phase runs (ru_maxrss only ever grows over the process)."""
+
+    def __enter__(self):
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, proc.memory_info().rss)
+            time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mb(self) -> float:
+        return self.peak / 2**20
+
+
+def overrides(args) -> list[str]:
+    return [
+        "dataset=sst2",
+        f"dataset.data_dir={args.data}",
+        f"dataset.max_length={args.max_length}",
+        f"dataset.batch_size={args.batch_size}",
+        f"trainer.max_steps={args.steps}",
+        "trainer.max_epochs=1000",
+        "trainer.val_check_interval=null",
+        "trainer.check_val_every_n_epoch=1000",  # no validation while timing; one full validation after
+        "trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+        "~callbacks.model_checkpoint",
+        "peft=lora",
+        f"peft.lr={args.lr}",
+        f"seed={args.seed}",
+    ]
+
+
+def run_peftlab(cfg) -> dict:
+    import pytorch_lightning as pl
+
+    from peftlab.run.train import fit
+
+    result = fit(cfg)
+    (metrics,) = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False).validate(
+        result.module, datamodule=result.datamodule, verbose=False
+    )
+    return {"samples_per_s": result.report["samples_per_s"], "accuracy": float(metrics["val/accuracy"])}
+
+
+def run_peer(cfg, args) -> dict:
+    """The way the seeds train: tokenise with datasets.map, HF Trainer, DataCollatorWithPadding, peft LoRA."""
+    import datasets
+    import numpy as np
+    import peft
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from peftlab.config import validate
+
+    settings = validate(cfg)
+    name = settings.model.name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    files = {s: str(Path(args.data) / f"{s}.jsonl") for s in ("train", "validation")}
+    raw = datasets.load_dataset("json", data_files=files)
+    encoded = raw.map(lambda b: tokenizer(b["sentence"], truncation=True, max_length=args.max_length), batched=True)
+    encoded = encoded.remove_columns(["sentence", "idx"])
+    model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=2)
+    lora = settings.peft
+    config = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.lora_alpha,
+                             lora_dropout=lora.lora_dropout, target_modules=list(lora.target_modules))  # fmt: skip
+    model = peft.get_peft_model(model, config)
+    out = tempfile.mkdtemp(prefix="peer-")
+    training_args = TrainingArguments(
+        output_dir=out,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=128,
+        max_steps=args.steps,
+        learning_rate=args.lr,
+        warmup_ratio=settings.optim.warmup_ratio,
+        weight_decay=0.01,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=args.seed,
+        dataloader_num_workers=0,
+    )
+
+    def accuracy(pred):
+        return {"accuracy": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=encoded["train"].shuffle(seed=args.seed),
+        eval_dataset=encoded["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=accuracy,
+    )
+    train = trainer.train()
+    return {"samples_per_s": train.metrics["train_samples_per_second"], "accuracy": trainer.evaluate()["eval_accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "sst2"))
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("extra", nargs="*", help="more peftlab overrides, e.g. dataset.group_by_length=true")
+    args = parser.parse_args()
+    if not (Path(args.data) / "train.jsonl").is_file():
+        sys.exit(f"no SST-2 files in {args.data} (train.jsonl, validation.jsonl)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from hydra import compose, initialize_config_dir
+
+    import peftlab  # noqa: F401  (resolvers)
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        out = f"paths.output_dir={tempfile.mkdtemp(prefix='ours-')}"
+        cfg = compose("config", overrides=[*overrides(args), *args.extra, out])
+    import torch
+
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(f"machine: {machine}; MiniLM + LoRA, SST-2, {args.steps} steps x {args.batch_size}, extra: {args.extra}")
+    results = {}
+    for name, runner in (("peer (HF Trainer)", lambda: run_peer(cfg, args)), ("peftlab", lambda: run_peftlab(cfg))):
+        with PeakRss() as rss:
+            results[name] = {**runner(), "peak_rss_mb": rss.mb}
+    for name, r in results.items():
+        print(f"{name:18s} {r['samples_per_s']:8.1f} samples/s  peak RSS {r['peak_rss_mb']:7.0f} MiB  "
+              f"dev accuracy {r['accuracy']:.4f}")  # fmt: skip
+    ratio = results["peftlab"]["samples_per_s"] / results["peer (HF Trainer)"]["samples_per_s"]
+    print(f"ratio peftlab / peer: {ratio:.2f}x samples/s")
+
+
+if __name__ == "__main__":
+    main()
