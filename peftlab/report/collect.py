@@ -27,15 +27,14 @@ class RunRecord:
     train_flops: float
     curve: list[dict] = field(default_factory=list)  # per validation: step, seconds, flops, value
 
-    @property
-    def label(self) -> str:
-        return self.method
-
 
 def load_run(folder: Path) -> RunRecord:
     report = json.loads((folder / "metrics.json").read_text())
     params, monitor = report["params"], report["monitor"]
-    flops = lambda tokens: training_flops(params["total"], params["trainable"], tokens)  # noqa: E731
+
+    def flops(tokens: int) -> float:
+        return training_flops(params["total"], params["trainable"], tokens)
+
     curve = [
         {
             "step": h["step"],

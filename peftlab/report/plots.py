@@ -1,6 +1,6 @@
 """The sweep's plots: validation metric against steps, seconds and FLOPs, and best metric against trainable params.
 
-One line per method (mean over seeds) with a ±1 std band; seeds are interpolated onto a shared x grid.
+One line per method (mean over seeds) with a ±1 std band; seeds are aligned by validation index.
 """
 
 from collections import defaultdict
@@ -32,14 +32,14 @@ def curve_figure(runs: list[RunRecord], axis: str):
     key, xlabel, log_x = AXES[axis]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, group in _by_method(runs).items():
-        curves = [([p[key] for p in r.curve], [p["value"] for p in r.curve]) for r in group if r.curve]
+        curves = [r.curve for r in group if r.curve]
         if not curves:
             continue
-        grid = np.unique(np.concatenate([np.asarray(x, dtype=float) for x, _ in curves]))
-        stacked = np.vstack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in curves])
-        counts = (~np.isnan(stacked)).sum(axis=0)
-        mean = np.nanmean(np.where(counts > 0, stacked, 0.0), axis=0) if len(curves) > 1 else stacked[0]
-        std = np.nanstd(stacked, axis=0) if len(curves) > 1 else np.zeros_like(mean)
+        # Seeds of one method validate at the same points: align them by validation index (x = mean over seeds).
+        points = min(len(c) for c in curves)
+        xs = np.array([[c[i][key] for i in range(points)] for c in curves], dtype=float)
+        ys = np.array([[c[i]["value"] for i in range(points)] for c in curves], dtype=float)
+        grid, mean, std = xs.mean(axis=0), ys.mean(axis=0), ys.std(axis=0)
         (line,) = ax.plot(grid, mean, marker="o", markersize=3, label=f"{method} (n={len(curves)})")
         ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     if log_x:

@@ -23,7 +23,7 @@ class RunStats(pl.Callback):
     def __init__(self) -> None:
         self.history: list[dict] = []
         self.train_samples = 0
-        self.train_tokens = 0  # non-padding input tokens seen in training (the FLOPs estimate's T)
+        self._tokens = None  # non-padding input tokens seen in training (the FLOPs estimate's T), on the device
         self.fit_seconds = 0.0
         self.val_seconds = 0.0
         self._fit_start = self._val_start = 0.0
@@ -35,7 +35,9 @@ class RunStats(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.train_samples += len(batch["labels"])
-        self.train_tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+        if "attention_mask" in batch:  # summed on the device: no host sync in the training step
+            count = batch["attention_mask"].sum()
+            self._tokens = count if self._tokens is None else self._tokens + count
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._val_start = time.perf_counter()
@@ -55,6 +57,10 @@ class RunStats(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
+
+    @property
+    def train_tokens(self) -> int:
+        return int(self._tokens) if self._tokens is not None else 0
 
     @property
     def train_seconds(self) -> float:
