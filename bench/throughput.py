@@ -110,7 +110,7 @@ def run_peer(cfg, args) -> dict:
         per_device_eval_batch_size=128,
         max_steps=args.steps,
         learning_rate=args.lr,
-        warmup_ratio=settings.optim.warmup_ratio,
+        warmup_steps=int(settings.optim.warmup_ratio * args.steps),  # transformers 5 dropped warmup_ratio
         weight_decay=0.01,
         logging_steps=10,
         save_strategy="no",
