@@ -1,6 +1,6 @@
 """Batched `datasets.map` functions, one per task shape: raw rows -> token ids and labels.
 
-Each encoder is a dataclass: its fields (all but the tokenizer) are part of the tokenisation cache's fingerprint.
+Each encoder's class name and the settings in FINGERPRINT_KEYS make up the tokenisation cache's fingerprint.
 """
 
 from dataclasses import dataclass
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.checks import label_id
 from peftlab.data.formatting import choice_question, choices_of, prompt_text, target_text
+from peftlab.errors import ConfigError
 
 IGNORE_INDEX = -100  # labels the loss skips (prompt tokens, padding), as in torch's cross_entropy
 
@@ -21,7 +22,7 @@ def end_token_id(tokenizer) -> int:
     """The token that ends a target: EOS, or [SEP] for BERT-style vocabularies (what the offline twins use)."""
     token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     if token is None:
-        raise ValueError(f"{type(tokenizer).__name__} has neither an EOS nor a SEP token to end targets with")
+        raise ConfigError(f"model.tokenizer: {type(tokenizer).__name__} has no EOS or SEP token to end targets")
     return token
 
 
