@@ -82,6 +82,13 @@ def test_base_is_read_once_and_shared_by_every_task_head(runs, monkeypatch):
     assert isinstance(server.predict("sql", "who wears number 3?")["answer"], str)
 
 
+def test_request_missing_a_needed_field_is_a_named_error(server):
+    answer = server.predict("sql", fields={"question": "who wears number 3?"})  # context left blank: allowed
+    assert isinstance(answer["answer"], str)
+    with pytest.raises(ConfigError, match=r"demo \(classification\) requests need the fields \['sentence'\]"):
+        server.predict("pos_a", fields={"text": "wrong column"})
+
+
 def test_base_answer_is_the_model_without_adapter(server, runs):
     with_adapter = server.predict("pos_a", SENTENCE)
     base = server.predict("pos_a", SENTENCE, base=True)

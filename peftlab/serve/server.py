@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from peftlab.config import ModelSettings, RunSettings, validate
 from peftlab.data.collators import COLLATORS
 from peftlab.data.encoders import ENCODERS
-from peftlab.data.formatting import row_from_text
+from peftlab.data.formatting import required_columns, row_from_text
 from peftlab.errors import ConfigError
 from peftlab.models.loading import AUTO_CLASSES, LABELLED_SHAPES, load_tokenizer, model_source
 from peftlab.modules.generation import generate_answers
@@ -156,7 +156,13 @@ class AdapterServer:
         """Encode the request exactly as training encoded rows (same encoder and collator), with a dummy label."""
         d = settings.dataset
         row = dict(fields) if fields else row_from_text(text or "", d)
-        row.setdefault(d.target_column or d.label_column, "" if d.task == "generation" else 0)
+        *inputs, answer = required_columns(d)
+        missing = [c for c in inputs if c not in row]
+        if d.task == "generation" and len(missing) < len(inputs):  # a prompt template leaves absent fields blank
+            missing = []
+        if missing:
+            raise ConfigError(f"{d.name} ({d.task}) requests need the fields {inputs}; missing: {missing}")
+        row.setdefault(answer, "" if d.task == "generation" else 0)
         encoder = ENCODERS[settings.shape](self.tokenizer, d)
         features = encoder({key: [value] for key, value in row.items()})
         one = {key: values[0] for key, values in features.items()}
