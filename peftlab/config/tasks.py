@@ -22,6 +22,7 @@ SHAPES: dict[tuple[str, str], str] = {
     ("generation", "causal"): "causal",
 }
 GENERATIVE_SHAPES = ("seq2seq", "causal")
+LABELLED_SHAPES = ("classify", "choose")  # a fresh head sized to the dataset's labels
 
 # (peft.method, shape) pairs that cannot work, and why: refused by validate() before anything loads.
 UNSUPPORTED = {

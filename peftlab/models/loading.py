@@ -4,18 +4,17 @@ import torch
 import transformers
 
 from peftlab.config.schema import ModelSettings
+from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.errors import ConfigError
 from peftlab.models.tiny import materialise_twin
 
-# Task shape (config/tasks.py) -> transformers auto class that adds the right head; shapes listed in
-# LABELLED_SHAPES get a fresh head sized to the dataset's labels.
+# Task shape (config/tasks.py) -> transformers auto class that adds the right head.
 AUTO_CLASSES = {
     "classify": "AutoModelForSequenceClassification",
     "choose": "AutoModelForMultipleChoice",
     "seq2seq": "AutoModelForSeq2SeqLM",
     "causal": "AutoModelForCausalLM",
 }
-LABELLED_SHAPES = ("classify", "choose")
 
 
 def load_tokenizer(settings: ModelSettings):

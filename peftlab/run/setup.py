@@ -6,8 +6,9 @@ import pytorch_lightning as pl
 import torch
 
 from peftlab.config import RunSettings
+from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.data.datamodule import TextDataModule
-from peftlab.models.loading import LABELLED_SHAPES, load_base_model, load_tokenizer
+from peftlab.models.loading import load_base_model, load_tokenizer
 from peftlab.models.methods import load_kwargs_for
 from peftlab.run.hardware import check_hardware
 

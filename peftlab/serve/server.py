@@ -8,6 +8,7 @@ so the base is still read from disk and held in memory once.
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,12 @@ import transformers
 from omegaconf import OmegaConf
 
 from peftlab.config import ModelSettings, RunSettings, validate
+from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.data.collators import COLLATORS
 from peftlab.data.encoders import ENCODERS
 from peftlab.data.formatting import required_columns, row_from_text
 from peftlab.errors import ConfigError
-from peftlab.models.loading import AUTO_CLASSES, LABELLED_SHAPES, load_tokenizer, model_source
+from peftlab.models.loading import AUTO_CLASSES, load_tokenizer, model_source
 from peftlab.modules.generation import generate_answers
 from peftlab.run.artifacts import locate_adapter
 
@@ -35,6 +37,8 @@ class ServedAdapter:
     folder: Path
     settings: RunSettings
     group: tuple  # (shape, peft type, number of labels): adapters that can share one PeftModel
+    encode: Callable  # the training run's encoder (rows -> ids), built once per adapter
+    collate: Callable
 
     def describe(self) -> dict:
         s = self.settings
@@ -97,7 +101,8 @@ class AdapterServer:
             except RuntimeError as err:  # size mismatches: made for a model of other dimensions
                 raise ConfigError(self._other_base_message(name, folder, settings.model, err)) from err
             self.groups[group].eval()
-        served = ServedAdapter(name, folder, settings, group)
+        encode = ENCODERS[settings.shape](self.tokenizer, settings.dataset)
+        served = ServedAdapter(name, folder, settings, group, encode, COLLATORS[settings.shape](self.tokenizer))
         self.adapters[name] = served
         return served
 
@@ -143,7 +148,7 @@ class AdapterServer:
             known = ", ".join(self.adapters) or "none loaded"
             raise ConfigError(f"adapter {name!r}: not loaded (adapters: {known})")
         served = self.adapters[name]
-        batch = self._batch(served.settings, text, fields)
+        batch = self._batch(served, text, fields)
         with self._lock:
             model = self.groups[served.group]
             model.set_adapter(name)
@@ -152,9 +157,9 @@ class AdapterServer:
                     return self._answer(model, served, batch)
             return self._answer(model, served, batch)
 
-    def _batch(self, settings: RunSettings, text: str | None, fields: dict | None) -> dict:
+    def _batch(self, served: ServedAdapter, text: str | None, fields: dict | None) -> dict:
         """Encode the request exactly as training encoded rows (same encoder and collator), with a dummy label."""
-        d = settings.dataset
+        d = served.settings.dataset
         row = dict(fields) if fields else row_from_text(text or "", d)
         *inputs, answer = required_columns(d)
         missing = [c for c in inputs if c not in row]
@@ -163,10 +168,8 @@ class AdapterServer:
         if missing:
             raise ConfigError(f"{d.name} ({d.task}) requests need the fields {inputs}; missing: {missing}")
         row.setdefault(answer, "" if d.task == "generation" else 0)
-        encoder = ENCODERS[settings.shape](self.tokenizer, d)
-        features = encoder({key: [value] for key, value in row.items()})
-        one = {key: values[0] for key, values in features.items()}
-        return COLLATORS[settings.shape](self.tokenizer)([one])
+        features = served.encode({key: [value] for key, value in row.items()})
+        return served.collate([{key: values[0] for key, values in features.items()}])
 
     @torch.no_grad()
     def _answer(self, model, served: ServedAdapter, batch: dict) -> dict:
