@@ -44,15 +44,17 @@ class DatasetSettings:
     max_eval_rows: int | None = None
     batch_size: int = 32
     eval_batch_size: int = 64
-    # Training batches of similar lengths (transformers' LengthGroupedSampler: shuffled, then sorted within
-    # mega-batches of 50 batches): less padding per step on data with varied lengths.
+    # Training batches of similar lengths (data/sampling.py: shuffled, sorted within mega-batches of
+    # `group_batches` batches, then the batches shuffled): less padding per step on data with varied lengths.
     group_by_length: bool = False
+    group_batches: int = 50
     num_workers: int = 0
     metric: str = "accuracy"
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
+        check(self.group_batches >= 1, "group_batches", self.group_batches, "batches per length-sorted group, >= 1")
         if self.task != "generation":
             check(len(self.labels) >= 2, "labels", self.labels, "a list of at least 2 label names")
             check(len(set(self.labels)) == len(self.labels), "labels", self.labels, "label names must be unique")

@@ -5,13 +5,14 @@ import logging
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.checks import check_split
 from peftlab.data.collators import COLLATORS
 from peftlab.data.encoders import ENCODERS
+from peftlab.data.sampling import ShuffledBucketSampler
 from peftlab.data.sources import load_split
 from peftlab.data.tokenize import tokenize_split
 
@@ -71,11 +72,19 @@ class TextDataModule(pl.LightningDataModule):
         lengths = [len(ids) for ids in self.train_dataset["input_ids"]]  # multiple choice: choices per row
         if self.shape == "choose":
             lengths = [max(map(len, choices)) for choices in self.train_dataset["input_ids"]]
-        sampler = LengthGroupedSampler(self.settings.batch_size, lengths=lengths, generator=generator)
+        sampler = ShuffledBucketSampler(lengths, self.settings.batch_size, self.settings.group_batches, generator)
         return self._loader(self.train_dataset, self.settings.batch_size, shuffle=False, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, self.settings.eval_batch_size, shuffle=False)
+        # Several processes: each scores a disjoint slice, every row exactly once. Lightning's default
+        # DistributedSampler pads the last slice with repeated rows, which would count them twice in the metrics.
+        trainer = self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(
+                self.val_dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return self._loader(self.val_dataset, self.settings.eval_batch_size, shuffle=False, sampler=sampler)
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, generator=None, sampler=None) -> DataLoader:
         workers = self.settings.num_workers

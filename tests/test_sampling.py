@@ -1,0 +1,35 @@
+"""ShuffledBucketSampler: every row once per pass, batches of alike lengths, batch order random and seeded."""
+
+import torch
+
+from peftlab.data.sampling import ShuffledBucketSampler
+
+
+def _batches(sampler, batch_size):
+    order = list(sampler)
+    return order, [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def test_each_row_once_alike_lengths_and_remainder_last():
+    lengths = [(i * 37) % 101 + 1 for i in range(1003)]
+    sampler = ShuffledBucketSampler(lengths, batch_size=8, group_batches=10, generator=torch.Generator().manual_seed(0))
+    order, batches = _batches(sampler, 8)
+    assert sorted(order) == list(range(1003)) and len(sampler) == 1003
+    assert all(len(b) == 8 for b in batches[:-1]) and len(batches[-1]) == 1003 % 8
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches[:-1]]
+    assert sum(spread) / len(spread) < 15  # random batches of this data spread over ~90
+
+
+def test_batch_order_is_shuffled_not_long_to_short_and_seeded():
+    lengths = list(range(1, 641))
+    def maxima(seed):
+        sampler = ShuffledBucketSampler(lengths, 8, group_batches=10, generator=torch.Generator().manual_seed(seed))
+        return [max(lengths[i] for i in b) for b in _batches(sampler, 8)[1]]
+
+    first = maxima(0)
+    group = first[:10]  # a sorted-group sampler would give 10 decreasing maxima here
+    assert group != sorted(group, reverse=True)
+    assert maxima(0) == first and maxima(1) != first
+    g = torch.Generator().manual_seed(0)
+    sampler = ShuffledBucketSampler(lengths, 8, group_batches=10, generator=g)
+    assert list(sampler) != list(sampler)  # the next epoch draws a new order
