@@ -2,14 +2,17 @@
 
     python bench/throughput.py                        # MiniLM, SST-2 from ../shared/data/sst2, 300 steps of 32
     python bench/throughput.py --steps 100 --data /path/to/sst2
+    python bench/throughput.py dataset.group_by_length=false   # peftlab without length-bucketed batches
 
 Prints samples/s of each and the ratio, the peak RSS of each phase, and each one's SST-2 dev accuracy (all 872 rows).
 Both train the same LoRA (the model's peft defaults), lr, warm-up and batch size, with max_length truncation.
+peftlab runs with its SST-2 defaults (length-bucketed batches in random order: data/sampling.py); the peer with HF's.
 """
 
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import threading
@@ -60,7 +63,6 @@ def overrides(args) -> list[str]:
         "~callbacks.model_checkpoint",
         "peft=lora",
         f"peft.lr={args.lr}",
-        f"seed={args.seed}",
     ]
 
 
@@ -76,7 +78,7 @@ def run_peftlab(cfg) -> dict:
     return {"samples_per_s": result.report["samples_per_s"], "accuracy": float(metrics["val/accuracy"])}
 
 
-def run_peer(cfg, args) -> dict:
+def run_peer(cfg, args, seed: int) -> dict:
     """The way the seeds train: tokenise with datasets.map, HF Trainer, DataCollatorWithPadding, peft LoRA."""
     import datasets
     import numpy as np
@@ -116,7 +118,7 @@ def run_peer(cfg, args) -> dict:
         save_strategy="no",
         report_to=[],
         use_cpu=True,
-        seed=args.seed,
+        seed=seed,
         dataloader_num_workers=0,
     )
 
@@ -126,7 +128,7 @@ def run_peer(cfg, args) -> dict:
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=encoded["train"].shuffle(seed=args.seed),
+        train_dataset=encoded["train"].shuffle(seed=seed),
         eval_dataset=encoded["validation"],
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=accuracy,
@@ -142,34 +144,49 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("extra", nargs="*", help="more peftlab overrides, e.g. dataset.group_by_length=true")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one pair of runs per seed")
+    parser.add_argument("extra", nargs="*", help="more peftlab overrides, e.g. dataset.group_by_length=false")
     args = parser.parse_args()
     if not (Path(args.data) / "train.jsonl").is_file():
         sys.exit(f"no SST-2 files in {args.data} (train.jsonl, validation.jsonl)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from hydra import compose, initialize_config_dir
+    import torch
 
     import peftlab  # noqa: F401  (resolvers)
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        out = f"paths.output_dir={tempfile.mkdtemp(prefix='ours-')}"
-        cfg = compose("config", overrides=[*overrides(args), *args.extra, out])
-    import torch
 
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(f"machine: {machine}; MiniLM + LoRA, SST-2, {args.steps} steps x {args.batch_size}, extra: {args.extra}")
-    results = {}
-    for name, runner in (("peer (HF Trainer)", lambda: run_peer(cfg, args)), ("peftlab", lambda: run_peftlab(cfg))):
-        with PeakRss() as rss:
-            results[name] = {**runner(), "peak_rss_mb": rss.mb}
-    for name, r in results.items():
-        print(f"{name:18s} {r['samples_per_s']:8.1f} samples/s  peak RSS {r['peak_rss_mb']:7.0f} MiB  "
-              f"dev accuracy {r['accuracy']:.4f}")  # fmt: skip
-    ratio = results["peftlab"]["samples_per_s"] / results["peer (HF Trainer)"]["samples_per_s"]
-    print(f"ratio peftlab / peer: {ratio:.2f}x samples/s")
+    runs = {"peer (HF Trainer)": [], "peftlab": []}
+    for seed in args.seeds:
+        cfg = compose_config(args, seed)
+        phases = (("peer (HF Trainer)", run_peer, (cfg, args, seed)), ("peftlab", run_peftlab, (cfg,)))
+        for name, runner, runner_args in phases:
+            with PeakRss() as rss:
+                runs[name].append({**runner(*runner_args), "peak_rss_mb": rss.mb})
+            r = runs[name][-1]
+            print(f"seed {seed}  {name:18s} {r['samples_per_s']:8.1f} samples/s  peak RSS {r['peak_rss_mb']:7.0f} MiB  "
+                  f"dev accuracy {r['accuracy']:.4f}")  # fmt: skip
+    for name, rs in runs.items():
+        print(f"{name:18s} samples/s {_mean_std([r['samples_per_s'] for r in rs], 1)}  "
+              f"dev accuracy {_mean_std([r['accuracy'] for r in rs], 4)}  over seeds {args.seeds}")  # fmt: skip
+    ratios = [ours["samples_per_s"] / peer["samples_per_s"] for peer, ours in zip(*runs.values(), strict=True)]
+    print(f"ratio peftlab / peer: {_mean_std(ratios, 2)}x samples/s")
+
+
+def compose_config(args, seed: int):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        out = f"paths.output_dir={tempfile.mkdtemp(prefix='ours-')}"
+        return compose("config", overrides=[*overrides(args), f"seed={seed}", *args.extra, out])
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
 if __name__ == "__main__":
