@@ -2,8 +2,10 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -13,6 +15,7 @@ from peftlab.report.collect import collect_runs
 from peftlab.report.flops import training_flops
 from peftlab.report.plots import curve_figure, params_figure
 from peftlab.report.summary import summarise
+from peftlab.run.callbacks import peak_rss_mb, reset_peak_rss
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -91,3 +94,28 @@ def test_report_cli_rewrites_and_errors_in_one_line(sweep, tmp_path):
     assert (
         result.returncode == 2 and result.stderr.strip() == f"error: {tmp_path}: no finished runs (no */metrics.json)"
     )
+
+
+def test_settings_that_vary_besides_seed_get_rows_of_their_own(sweep, tmp_path):
+    """Optuna trials or `peft.lr=a,b` must not be averaged together as if they were seeds."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    for job in copy.glob("*/metrics.json"):
+        report = json.loads(job.read_text())
+        if report["method"] == "lora":  # give lora's two seeds two different learning rates
+            overrides = job.parent / ".hydra" / "overrides.yaml"
+            overrides.write_text(overrides.read_text() + f"- peft.lr={0.001 * (1 + report['seed'])}\n")
+    runs = collect_runs(copy)
+    assert {r.label for r in runs} == {"lora lr=0.001", "lora lr=0.002", "ia3"}
+    rows, _ = summarise(runs)
+    assert sorted((r["method"], r["seeds"]) for r in rows) == [("ia3", 2), ("lora lr=0.001", 1), ("lora lr=0.002", 1)]
+    assert {r.label for r in collect_runs(sweep)} == {"lora", "ia3"}  # seeds alone vary: one row per method
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux-only RSS reset")
+def test_peak_rss_restarts_per_job_so_sweep_jobs_do_not_inherit_a_peak():
+    block = b"\x01" * (300 * 2**20)  # written, so resident
+    high = peak_rss_mb()
+    del block
+    reset_peak_rss()
+    assert peak_rss_mb() < high - 200

@@ -40,4 +40,4 @@ def test_optuna_search_maximises_the_returned_validation_metric(tmp_path):
     recorded = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
     assert len(recorded) == 3
     assert best["best_value"] == max(r["best"]["val/accuracy"] for r in recorded)
-    assert {"peft.lr", "peft.r", "peft.lora_dropout"} <= set(best["best_params"])
+    assert {"peft.lr", "peft.r", "peft.lora_alpha", "peft.lora_dropout"} <= set(best["best_params"])

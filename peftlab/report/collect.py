@@ -4,6 +4,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from peftlab.errors import PeftlabError
 from peftlab.report.flops import training_flops
 
@@ -26,6 +28,9 @@ class RunRecord:
     peak_rss_mb: float
     train_flops: float
     curve: list[dict] = field(default_factory=list)  # per validation: step, seconds, flops, value
+    # What the report groups by: the method plus every override that differs between the sweep's jobs, except the
+    # seed (so `peft.lr=1e-4,5e-5` or Optuna trials are separate rows, and seeds of one setting are averaged).
+    label: str = ""
 
 
 def load_run(folder: Path) -> RunRecord:
@@ -62,7 +67,39 @@ def load_run(folder: Path) -> RunRecord:
         peak_rss_mb=report["peak_memory"]["rss_mb"],
         train_flops=flops(report.get("train_tokens", 0)),
         curve=curve,
+        label=report["method"],
     )
+
+
+# Overrides that are not a setting being compared: the seed (averaged over) and the method (already in the label).
+NOT_COMPARED = ("seed", "peft")
+
+
+def job_overrides(folder: Path) -> dict[str, str]:
+    """The job's command-line overrides as Hydra recorded them (`.hydra/overrides.yaml`), key -> value."""
+    path = folder / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    pairs = (str(item).lstrip("+~").partition("=") for item in yaml.safe_load(path.read_text()) or [])
+    return {key: value for key, _, value in pairs}
+
+
+def label_runs(runs: list[RunRecord]) -> None:
+    """Label each run by its method and the overrides that vary across the sweep (seed excluded)."""
+    overrides = [job_overrides(run.folder) for run in runs]
+    keys = sorted({key for o in overrides for key in o} - set(NOT_COMPARED))
+    varied = [key for key in keys if not key.startswith("hydra.") and len({o.get(key) for o in overrides}) > 1]
+    for run, o in zip(runs, overrides, strict=True):
+        settings = [f"{key.removeprefix('peft.')}={_short(o[key])}" for key in varied if key in o]
+        run.label = " ".join([run.method, *settings])
+
+
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.3g}"
 
 
 def collect_runs(sweep_dir: str | Path) -> list[RunRecord]:
@@ -73,4 +110,6 @@ def collect_runs(sweep_dir: str | Path) -> list[RunRecord]:
     files = sorted(root.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name))
     if not files:
         raise PeftlabError(f"{root}: no finished runs (no */metrics.json)")
-    return [load_run(path.parent) for path in files]
+    runs = [load_run(path.parent) for path in files]
+    label_runs(runs)
+    return runs

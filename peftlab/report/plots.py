@@ -24,7 +24,7 @@ AXES = {
 def _by_method(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
     groups: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
-        groups[run.method].append(run)
+        groups[run.label or run.method].append(run)
     return groups
 
 

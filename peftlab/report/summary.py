@@ -30,10 +30,10 @@ def higher_is_better(monitor: str) -> bool:
 
 
 def summarise(runs: list[RunRecord]) -> tuple[list[dict], dict[float, str]]:
-    """Rows (one per method, in first-seen order) and {budget: best method at it}."""
+    """Rows (one per method and compared setting, in first-seen order) and {budget: best of them at it}."""
     by_method: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
-        by_method[run.method].append(run)
+        by_method[run.label or run.method].append(run)
     max_flops = max(r.train_flops for r in runs) or 1.0
     monitor = runs[0].monitor
     rows = []

@@ -1,9 +1,11 @@
 """RunStats: wall time, throughput, peak memory and the per-validation metric history of a fit."""
 
+import contextlib
 import logging
 import resource
 import sys
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -11,8 +13,28 @@ import torch
 log = logging.getLogger(__name__)
 
 
+PROC_SELF = Path("/proc/self")
+
+
+def reset_peak_rss() -> None:
+    """Restart the kernel's high-water mark where Linux allows it (clear_refs "5").
+
+    A -m sweep runs its jobs in one process, and ru_maxrss never falls: without this every job after the first would
+    report the largest peak of the jobs before it.
+    """
+    # Not Linux (or not allowed): peak_rss_mb falls back to the process-lifetime peak.
+    with contextlib.suppress(OSError):
+        (PROC_SELF / "clear_refs").write_text("5")
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident memory since reset_peak_rss (Linux VmHWM), else of the process (ru_maxrss: KiB Linux, B macOS)."""
+    try:
+        for line in (PROC_SELF / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -31,6 +53,7 @@ class RunStats(pl.Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+        reset_peak_rss()
         self._fit_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -57,6 +80,10 @@ class RunStats(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
+        if trainer.world_size > 1:  # each process counted its own shard: samples/s is for all of them
+            counts = torch.tensor([self.train_samples, self.train_tokens], device=pl_module.device)
+            counts = trainer.strategy.reduce(counts, reduce_op="sum")
+            self.train_samples, self._tokens = int(counts[0]), counts[1]
 
     @property
     def train_tokens(self) -> int:
