@@ -1,5 +1,6 @@
 """Where a dataset's rows come from: local files in dataset.data_dir (JSONL/JSON/CSV/Parquet) or the hub."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def load_split(settings: DatasetSettings, split: str, cache_dir: str | None = No
         try:
             ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, cache_dir=cache_dir)
         except Exception as err:  # datasets wraps parser errors in several types; all mean "unreadable file"
-            raise DataError(f"{path}: cannot be read as {builder}: {_root_cause(err)}") from err
+            where = _bad_json_line(path) if path.suffix == ".jsonl" else None
+            raise DataError(f"{path}: {where or f'cannot be read as {builder}: {_root_cause(err)}'}") from err
         first_line = {"json": 1, "csv": 2}.get(builder) if path.suffix != ".json" else None
         return RawSplit(ds, str(path), first_line)
     split = settings.hub_split_names.get(split, split)
@@ -62,6 +64,22 @@ def _is_blank(path: Path) -> bool:
             if chunk.strip():
                 return False
     return True
+
+
+def _bad_json_line(path: Path) -> str | None:
+    """'line N: invalid JSON (...)' for the first unparsable line of a JSONL file.
+
+    By hand: pyarrow's message gives a row number inside the block it was parsing, not the file's line.
+    """
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as err:
+                return f"line {number}: invalid JSON ({err.msg} at column {err.colno})"
+    return None
 
 
 def _root_cause(err: BaseException) -> str:

@@ -17,6 +17,23 @@ AUTO_CLASSES = {
 }
 
 
+# Modules holding learned absolute positions (BERT/MiniLM: position_embeddings, GPT-2: wpe): their rows bound the
+# input length. Relative-position models (T5, BLOOM, DeBERTa-v3) have none, and no such bound.
+POSITION_TABLES = ("position_embeddings", "wpe")
+
+
+def check_max_length(model: torch.nn.Module, max_length: int, model_name: str) -> None:
+    """Longer inputs would index past the position table (an IndexError deep in the first forward pass)."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in POSITION_TABLES:
+            if max_length > module.num_embeddings:
+                raise ConfigError(
+                    f"dataset.max_length={max_length}: longer than model={model_name} takes "
+                    f"({module.num_embeddings} positions); set dataset.max_length<={module.num_embeddings}"
+                )
+            return
+
+
 def load_tokenizer(settings: ModelSettings):
     source = settings.tokenizer or settings.name_or_path
     try:

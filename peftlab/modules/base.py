@@ -34,7 +34,9 @@ class PeftModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.model(**self.model_batch(batch)).loss
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        # sync_dist: the epoch's loss is the mean over all processes, not rank 0's shard alone.
+        size = len(batch["labels"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         return loss
 
     def configure_optimizers(self):

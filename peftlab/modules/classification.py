@@ -18,8 +18,7 @@ class ClassificationModule(PeftModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.model(**self.model_batch(batch))
         self.val_metrics.update(out.logits.argmax(dim=-1), batch["labels"])
-        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]))
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
-        self.val_metrics.reset()
+        # Metric objects: Lightning calls compute() at the epoch's end (torchmetrics sums the states over all
+        # processes first, so the value is that of the whole validation set) and resets them.
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)

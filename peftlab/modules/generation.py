@@ -56,12 +56,10 @@ class GenerationModule(PeftModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.model(**self.model_batch(batch))
-        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]))
+        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
         predictions = self.generate_text(batch)
         references = self.references(batch["labels"])
         self.val_metrics.update(predictions, references)
+        # Synced over processes by torchmetrics when Lightning computes them at the epoch's end.
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
         self.predictions += [{"prediction": p, "reference": r} for p, r in zip(predictions, references, strict=True)]
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
-        self.val_metrics.reset()

@@ -1,12 +1,21 @@
 """Hardware checks and the `precision: auto` choice, done before any weights are loaded."""
 
+import importlib.util
+
 import torch
 
-from peftlab.config.schema import HardwareSettings
+from peftlab.config.schema import STRATEGIES, HardwareSettings
 from peftlab.errors import ConfigError
 
 
 def check_hardware(settings: HardwareSettings) -> None:
+    """What this machine must have for the hardware option: the strategy's package, then a GPU if asked for."""
+    package, _ = STRATEGIES[settings.strategy]
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise ConfigError(
+            f"hardware.strategy={settings.strategy!r}: needs the '{package}' package, which is not installed: "
+            f"pip install {package}"
+        )
     if settings.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"hardware={settings.name}: no CUDA device is visible on this machine; use hardware=cpu")
 

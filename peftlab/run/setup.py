@@ -8,7 +8,7 @@ import torch
 from peftlab.config import RunSettings
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.data.datamodule import TextDataModule
-from peftlab.models.loading import load_base_model, load_tokenizer
+from peftlab.models.loading import check_max_length, load_base_model, load_tokenizer
 from peftlab.models.methods import load_kwargs_for
 from peftlab.run.hardware import check_hardware
 
@@ -37,4 +37,5 @@ def prepare_job(settings: RunSettings) -> JobInputs:
         pad_token_id=tokenizer.pad_token_id,
         **load_kwargs_for(settings.peft, head),
     )
+    check_max_length(base, settings.dataset.max_length, settings.model.name)
     return JobInputs(tokenizer, datamodule, base, head)

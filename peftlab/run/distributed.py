@@ -1,0 +1,99 @@
+"""Runs on several processes: the effective batch size, and multirun jobs launched as their own process group."""
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from peftlab.errors import PeftlabError
+
+log = logging.getLogger(__name__)
+
+
+def effective_batch(per_device: int, trainer) -> dict:
+    """Samples behind one optimizer step: per-device batch × devices × nodes × gradient accumulation."""
+    parts = {
+        "per_device": per_device,
+        "devices": trainer.num_devices,
+        "num_nodes": trainer.num_nodes,
+        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+    }
+    return {**parts, "total": math.prod(parts.values())}
+
+
+def processes_per_node(accelerator: str, devices) -> int:
+    """How many processes Lightning starts on each node for Trainer(accelerator, devices)."""
+    if isinstance(devices, list):
+        return len(devices)
+    if devices in ("auto", -1):
+        if accelerator == "cpu":
+            return 1
+        import torch
+
+        return max(torch.cuda.device_count(), 1)
+    return int(devices)
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def train_job(cfg: DictConfig) -> float | None:
+    """What train.py runs: in-process, except a `-m` sweep job that needs several processes (see below)."""
+    hw = cfg.hardware
+    devices = OmegaConf.to_object(hw.devices) if OmegaConf.is_config(hw.devices) else hw.devices
+    processes = processes_per_node(hw.accelerator, devices) * hw.num_nodes
+    if processes > 1 and in_multirun():
+        return run_as_process_group(processes)
+    from peftlab.run.train import train
+
+    return train(cfg)
+
+
+def run_as_process_group(processes: int) -> float | None:
+    """Run this sweep job as a plain (non -m) `train.py` in its own process, whose launcher starts the other ranks.
+
+    Lightning starts ranks 1.. by re-running sys.argv; under `-m` that is the whole sweep, so each rank would start
+    a sweep of its own (Lightning #11300, hydra #2070). Running the job in-process is no way out either: a second
+    job would find the first one's process group and LOCAL_RANK/WORLD_SIZE variables still set. So each job runs as
+    `python train.py <this job's overrides> hydra.run.dir=<this job's folder>`: a single run, for which Lightning's
+    launcher rebuilds the child command correctly. Returns the job's best metric (for sweepers), from metrics.json.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    out = Path(hydra.runtime.output_dir)
+    task = list(hydra.overrides.task)
+    # output_subdir=null: the sweep has already written this job's .hydra/ record (mode, job number); keep it.
+    command = [*_script_command(), *task, f"hydra.run.dir={_quoted(str(out))}", "hydra.output_subdir=null"]
+    log.info("sweep job %s on %d processes, as its own process group: %s", hydra.job.num, processes, " ".join(task))
+    proc = subprocess.run(command, cwd=hydra.runtime.cwd, env=dict(os.environ), check=False)
+    if proc.returncode != 0:
+        raise PeftlabError(
+            f"sweep job {hydra.job.num} ({' '.join(task)}) failed with exit code {proc.returncode}; its log: {out}"
+        )
+    report = json.loads((out / "metrics.json").read_text())
+    return report["best"][report["monitor"]] if report.get("best") else None
+
+
+def _script_command() -> list[str]:
+    """The interpreter and the entry point this process was started with (a script path, or -m module)."""
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    if spec is not None and spec.name:
+        return [sys.executable, "-m", spec.name]
+    return [sys.executable, os.path.abspath(sys.argv[0])]
+
+
+def _quoted(value: str) -> str:
+    """A value in Hydra's override grammar (quoted: a path may hold spaces, commas or '=')."""
+    return "'" + value.replace("'", "\\'") + "'"

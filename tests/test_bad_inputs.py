@@ -1,0 +1,96 @@
+"""Bad inputs through `python train.py`: each stops with its one named `error:` line, exit code 2, no traceback."""
+
+import importlib.util
+
+import pytest
+import torch
+from conftest import compose_config, run_cli
+from test_cli import _error_line
+
+from peftlab.config import validate
+from peftlab.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["hardware=ddp", "hardware.devices=0"], "hardware.devices=0: an integer >= 1 or auto"),
+        (["hardware=ddp", "hardware.accelerator=cpu", "hardware.devices=[0,1]"], "hardware.devices=[0, 1]: an integer"),
+        (["hardware=ddp", "hardware.devices=-1"], None),  # all GPUs: allowed where the accelerator is a GPU
+        (["hardware=ddp", "hardware.devices=[0,1]"], None),
+        (["hardware.strategy=horovod"], "hardware.strategy='horovod': allowed values are auto, ddp,"),
+        (["hardware=ddp", "hardware.num_nodes=0"], "hardware.num_nodes=0: must be >= 1"),
+        (["hardware=fsdp", "hardware.accelerator=cpu"], "hardware.strategy='fsdp': runs on GPUs only"),
+        (["hardware=fsdp"], None),
+    ],
+)
+def test_hardware_values_are_checked(overrides, expected, tmp_path):
+    cfg = compose_config(overrides, output_dir=tmp_path)
+    if expected is None:
+        assert validate(cfg).hardware.strategy == cfg.hardware.strategy
+        return
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert str(info.value).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["trainer.max_epochs=abc"], "error: trainer.max_epochs: Value 'abc' of type 'str' could not be converted"),
+        (["hardware=ddp", "hardware.devices=0"], "error: hardware.devices=0: an integer >= 1 or auto"),
+    ],
+)
+def test_bad_values_on_the_command_line(args, expected, tmp_path):
+    proc = run_cli(*args, f"hydra.run.dir={tmp_path}")
+    assert _error_line(proc).startswith(expected)
+    assert not (tmp_path / "config.yaml").exists()  # stopped by validation, before any stage ran
+
+
+def test_missing_deepspeed_is_reported_before_the_model_is_read(tmp_path):
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed here")
+    proc = run_cli("hardware=deepspeed", "model.name_or_path=no-such-model-folder", f"hydra.run.dir={tmp_path}")
+    assert "needs the 'deepspeed' package" in _error_line(proc)  # not "cannot load 'no-such-model-folder'"
+
+
+def test_invalid_json_names_the_line(write_jsonl, tmp_path):
+    folder = write_jsonl([{"sentence": "good", "label": 1}, {"sentence": "bad", "label": 0}])
+    lines = (folder / "train.jsonl").read_text().splitlines()
+    (folder / "train.jsonl").write_text("\n".join([*lines, '{"sentence": "oops" "label": 0}', lines[0]]) + "\n")
+    proc = run_cli("dataset=sst2", f"dataset.data_dir={folder}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert _error_line(proc) == (
+        f"error: {folder / 'train.jsonl'}: line 3: invalid JSON (Expecting ',' delimiter at column 21)"
+    )
+
+
+def test_string_label_outside_the_label_map(write_jsonl, tmp_path):
+    rows = [{"sentence": "good", "label": "positive"}, {"sentence": "dull", "label": "meh"}]
+    folder = write_jsonl(rows)
+    proc = run_cli("dataset=sst2", f"dataset.data_dir={folder}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert _error_line(proc) == (
+        f"error: {folder / 'train.jsonl'}: row 1, line 2: label 'meh' is not in the label set "
+        "['negative', 'positive'] (ids 0..1 or these names)"
+    )
+
+
+def test_empty_validation_split(write_jsonl, tmp_path):
+    folder = write_jsonl([{"sentence": "good", "label": 1}], validation=[])
+    proc = run_cli("dataset=sst2", f"dataset.data_dir={folder}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert _error_line(proc) == f"error: {folder / 'validation.jsonl'}: the split is empty"
+
+
+def test_max_length_over_the_model_maximum(tmp_path):
+    proc = run_cli(
+        "model=gpt2_tiny", "dataset.max_length=300", "dataset.max_train_rows=8", f"hydra.run.dir={tmp_path}"
+    )
+    assert _error_line(proc) == (
+        "error: dataset.max_length=300: longer than model=gpt2_tiny takes (256 positions); "
+        "set dataset.max_length<=256"
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_gpu_hardware_without_a_gpu_suggests_cpu(tmp_path):
+    proc = run_cli("hardware=gpu", f"hydra.run.dir={tmp_path}")
+    assert _error_line(proc) == "error: hardware=gpu: no CUDA device is visible on this machine; use hardware=cpu"
