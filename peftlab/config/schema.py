@@ -9,10 +9,26 @@ from typing import Any
 
 from peftlab.config.checks import check, check_choice, check_positive
 from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.config.sagemaker_schema import check_sagemaker
 from peftlab.config.tasks import ARCHITECTURES
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+# Lightning strategy names accepted as hardware.strategy -> (package needed beyond Lightning or None, GPUs only).
+# Both are checked before any weights load (Lightning would fail much later, or with a traceback).
+STRATEGIES = {
+    "auto": (None, False),
+    "ddp": (None, False),
+    "ddp_find_unused_parameters_true": (None, False),
+    "ddp_spawn": (None, False),
+    "fsdp": (None, True),
+    "deepspeed": ("deepspeed", True),
+    "deepspeed_stage_1": ("deepspeed", True),
+    "deepspeed_stage_2": ("deepspeed", True),
+    "deepspeed_stage_2_offload": ("deepspeed", True),
+    "deepspeed_stage_3": ("deepspeed", True),
+    "deepspeed_stage_3_offload": ("deepspeed", True),
+}
 
 
 @dataclass
@@ -59,11 +75,49 @@ class HardwareSettings:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    # SageMaker options (conf/hardware/g4dn_spot.yaml, ...): launch_sagemaker.py reads them; null = local only.
+    instance_type: str | None = None
+    instance_count: int = 1
+    volume_size_gb: int = 50
+    spot: bool = False
+    max_run: int = 3600  # seconds (the SDK's default when unset)
+    max_wait: int | None = None  # seconds, spot only: run time plus time waiting for spot capacity, >= max_run
+    region: str | None = None
 
     def __post_init__(self) -> None:
+        check_sagemaker(self)
         check_choice("accelerator", self.accelerator, ACCELERATORS)
         check_choice("precision", str(self.precision), PRECISIONS)
         check(self.num_nodes >= 1, "num_nodes", self.num_nodes, "must be >= 1")
+        check(
+            _devices_ok(self.devices, self.accelerator),
+            "devices",
+            self.devices,
+            "an integer >= 1 or auto (on cpu: the number of processes); on GPUs also -1 (all) or indices like [0,1]",
+        )
+        check_choice("strategy", self.strategy, tuple(STRATEGIES))
+        # Whether the strategy's package is installed is checked with the machine (run/hardware.py), not here.
+        _, gpus_only = STRATEGIES[self.strategy]
+        check(
+            not (gpus_only and self.accelerator == "cpu"),
+            "strategy",
+            self.strategy,
+            "runs on GPUs only (Lightning); on CPU use hardware=ddp hardware.accelerator=cpu",
+        )
+
+
+def _devices_ok(devices: Any, accelerator: str) -> bool:
+    """What Lightning's Trainer(devices=...) accepts for this accelerator (CPU: a process count only)."""
+    if devices == "auto":
+        return True
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or (devices == -1 and accelerator != "cpu")
+    if isinstance(devices, list) and accelerator != "cpu":
+        ints = [d for d in devices if isinstance(d, int) and not isinstance(d, bool) and d >= 0]
+        return bool(devices) and len(ints) == len(devices) == len(set(ints))
+    return False
 
 
 @dataclass
@@ -124,4 +178,5 @@ class RunSettings:
     optim: OptimSettings
     seed: int = 42
     ckpt_path: str | None = None
+    resume: str | None = None  # null or auto: continue from paths.checkpoint_dir/last.ckpt when it exists
     shape: str = "classify"  # from (dataset.task, model.architecture); see config/tasks.py

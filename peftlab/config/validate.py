@@ -60,7 +60,14 @@ def validate(cfg: DictConfig, check_files: bool = True) -> RunSettings:
                 f"dataset.metrics: {name!r} is not available for {dataset.task} on model={model.name} "
                 f"({model.architecture}); allowed: {', '.join(allowed)}"
             )
-    return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), shape=shape)
+    resume = cfg.get("resume")
+    if resume not in (None, "auto"):
+        raise ConfigError(f"resume={resume!r}: null (start from scratch) or auto (continue from the last checkpoint)")
+    if resume and cfg.get("ckpt_path"):
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: give either ckpt_path or resume=auto, not both")
+    return RunSettings(
+        **typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape
+    )
 
 
 def _typed_section(cfg: DictConfig, name: str, schema: type, closed: bool) -> Any:

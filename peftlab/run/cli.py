@@ -22,7 +22,7 @@ def _guarded(cfg: DictConfig, module: str, function: str, precheck: bool = True)
 
 def run_train(cfg: DictConfig) -> float | None:
     """What `python train.py` runs; returns the best validation metric (for sweepers)."""
-    return _guarded(cfg, "peftlab.run.train", "train")
+    return _guarded(cfg, "peftlab.run.distributed", "train_job")
 
 
 def run_evaluate(cfg: DictConfig) -> list[dict]:
@@ -33,3 +33,8 @@ def run_evaluate(cfg: DictConfig) -> list[dict]:
     """
     from_runs = any(cfg.get(key) for key in ("adapter", "compare", "source"))
     return _guarded(cfg, "peftlab.run.evaluate", "evaluate", precheck=not from_runs)
+
+
+def run_launch(cfg: DictConfig) -> dict:
+    """What `python launch_sagemaker.py` runs: validate the run, then print (dry_run) or create the SageMaker job."""
+    return _guarded(cfg, "peftlab.cloud.launch", "launch")

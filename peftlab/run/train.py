@@ -1,5 +1,6 @@
 """train(cfg): validate -> data -> model + PEFT -> LightningModule -> Trainer.fit -> adapter/ + metrics.json."""
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,14 +9,19 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from peftlab.cloud.cost import run_cost
 from peftlab.config import RunSettings, validate
 from peftlab.errors import ConfigError
 from peftlab.models.methods import apply_method, base_memory_footprint, save_trained
 from peftlab.modules import PeftModule, build_module
 from peftlab.run.callbacks import RunStats
+from peftlab.run.distributed import effective_batch
 from peftlab.run.hardware import resolve_precision
 from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, write_metrics
+from peftlab.run.resume import checkpoint_to_resume
 from peftlab.run.setup import prepare_job
+
+log = logging.getLogger(__name__)
 
 
 def instantiate_collection(section: DictConfig | None) -> list:
@@ -56,7 +62,6 @@ def fit(cfg: DictConfig) -> RunResult:
         raise ConfigError("peft=none: trains nothing; use it with evaluate.py (the base model before fine-tuning)")
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     job = prepare_job(settings)
     tokenizer, datamodule, model, head = job.tokenizer, job.datamodule, job.base, job.head
@@ -73,7 +78,15 @@ def fit(cfg: DictConfig) -> RunResult:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, precision=resolve_precision(settings.hardware)
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=settings.ckpt_path)
+    batch = effective_batch(settings.dataset.batch_size, trainer)
+    if trainer.is_global_zero:  # the other ranks (processes) read the same files; only rank 0 writes
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+        log.info(
+            "effective batch size %d = %d per device × %d devices × %d nodes × %d accumulated",
+            *(batch[k] for k in ("total", "per_device", "devices", "num_nodes", "accumulate_grad_batches")),
+        )
+    ckpt_path = checkpoint_to_resume(settings, cfg.paths.get("checkpoint_dir") or output_dir / "checkpoints")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
@@ -98,6 +111,10 @@ def fit(cfg: DictConfig) -> RunResult:
         global_step=trainer.global_step,
         epochs=trainer.current_epoch,
     )
+    report["effective_batch_size"] = batch["total"]
+    report["batch"] = batch
+    hw = settings.hardware  # on a priced SageMaker instance: measured s/step and what the fit cost (conf/cost/)
+    report["cost"] = run_cost(cfg.get("cost"), hw.instance_type, hw.instance_count, report)
     write_metrics(report, output_dir / "metrics.json")
     print_summary(report, output_dir)
     return RunResult(settings, module, trainer, datamodule, tokenizer, output_dir, report)

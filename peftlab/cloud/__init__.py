@@ -1,0 +1,1 @@
+"""SageMaker launch, in-container settings and the cost table (boto3/sagemaker imported lazily where used)."""

@@ -1,0 +1,200 @@
+"""The SageMaker training job of a composed run: names, S3 layout, SDK v3 configs and the ModelTrainer.
+
+Everything a job needs is planned from config first (JobPlan, no AWS call), so `dry_run=true` prints the very
+configs that a real launch hands to `sagemaker.train.ModelTrainer`.
+"""
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig
+
+from peftlab.cloud.settings import AwsSettings, redact
+from peftlab.config.schema import HardwareSettings
+from peftlab.errors import ConfigError
+
+CHECKPOINT_DIR = "/opt/ml/checkpoints"  # SageMaker syncs it with CheckpointConfig.s3_uri (both ways, on restart)
+# The container installs the project, then runs train.py through peftlab/cloud/container.py (see there).
+COMMAND = "python -m pip install --quiet --no-cache-dir . && python -m peftlab.cloud.container"
+# Overrides that steer the launch itself; every other command-line override is passed on to train.py.
+LAUNCH_ONLY = re.compile(r"^[+~]*(dry_run|wait|sagemaker|hydra)(\.|=|$)")
+
+
+@dataclass
+class JobPlan:
+    """What the job will be: every value is known before anything is uploaded or created."""
+
+    base_job_name: str
+    run_name: str
+    image_uri: str
+    hardware: HardwareSettings
+    aws: AwsSettings
+    hyperparameters: dict[str, str]
+    environment: dict[str, str] = field(default_factory=dict)
+    data_uri: str | None = None
+    prefix: str = "peftlab"
+
+    @property
+    def s3_root(self) -> str:
+        return f"s3://{self.aws.bucket}/{self.prefix}"
+
+    @property
+    def output_uri(self) -> str:
+        return f"{self.s3_root}/output"
+
+    @property
+    def checkpoint_uri(self) -> str:
+        """Pinned per run (not the SDK's per-job default), so a new job with the same run_name resumes it."""
+        return f"{self.s3_root}/checkpoints/{self.run_name}"
+
+
+def train_overrides(overrides: list[str]) -> dict[str, str]:
+    """Command-line overrides → hyperparameters {key: value}; the container turns them back into key=value."""
+    kept = {}
+    for item in overrides:
+        if LAUNCH_ONLY.match(item):
+            continue
+        key, sep, value = item.partition("=")
+        kept[key] = value if sep else ""
+    return kept
+
+
+def plan_job(cfg: DictConfig, hardware: HardwareSettings, aws: AwsSettings, overrides: list[str]) -> JobPlan:
+    if hardware.instance_type is None:
+        raise ConfigError(
+            f"hardware={hardware.name}: not a SageMaker option (no instance_type); "
+            "use e.g. hardware=g4dn_spot, g4dn, p3_spot, p3, g5_spot or g5"
+        )
+    sm = cfg.sagemaker
+    # Job names: [a-zA-Z0-9-], at most 63 characters; the SDK appends a 24-character timestamp.
+    base = re.sub(r"[^a-zA-Z0-9-]+", "-", f"peftlab-{cfg.model.name}-{cfg.peft.method}-{cfg.dataset.name}")[:38]
+    base = base.strip("-")
+    run_name = sm.run_name or f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}", run_name):
+        raise ConfigError(f"sagemaker.run_name={run_name}: letters, digits, '.', '_' and '-' (an S3 key part)")
+    data = sm.get("data")
+    if data and not str(data).startswith("s3://"):
+        raise ConfigError(f"sagemaker.data={data}: an s3:// prefix holding the dataset's train/validation files")
+    hyperparameters = train_overrides(overrides)
+    hyperparameters.setdefault("hardware", hardware.name)  # the default hardware (cpu) would not be a GPU job
+    environment = {str(k): str(v) for k, v in (sm.get("environment") or {}).items()}
+    for where, values in (("sagemaker.environment.", environment), ("", hyperparameters)):
+        secret = [k for k in values if redact({k: "x"})[k] != "x"]
+        if secret:
+            raise ConfigError(
+                f"{where}{secret[0]}: looks like a secret; a job's environment and hyperparameters are visible in "
+                "the console, so pass secrets through AWS Secrets Manager or the execution role instead"
+            )
+    environment["PEFTLAB_CHECKPOINT_DIR"] = CHECKPOINT_DIR
+    return JobPlan(
+        base_job_name=base,
+        run_name=run_name,
+        image_uri=sm.image_uri or _pytorch_image(aws.region, sm.framework_version, sm.py_version, hardware),
+        hardware=hardware,
+        aws=aws,
+        hyperparameters=hyperparameters,
+        environment=environment,
+        data_uri=str(data) if data else None,
+        prefix=str(sm.prefix).strip("/"),
+    )
+
+
+def _pytorch_image(region: str, version: str, py_version: str, hardware: HardwareSettings) -> str:
+    """The AWS PyTorch training image; the SDK reads its bundled table (no network)."""
+    from sagemaker.core import image_uris
+
+    try:
+        return image_uris.retrieve(
+            framework="pytorch",
+            region=region,
+            version=str(version),
+            py_version=py_version,
+            instance_type=hardware.instance_type,
+            image_scope="training",
+        )
+    except ValueError as err:
+        raise ConfigError(f"sagemaker.framework_version={version}: no PyTorch training image ({err})") from err
+
+
+def sdk_configs(plan: JobPlan) -> dict[str, Any]:
+    """The SDK v3 config objects (sagemaker.core.training.configs) that ModelTrainer takes."""
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        InputData,
+        OutputDataConfig,
+        StoppingCondition,
+    )
+
+    hw = plan.hardware
+    # Spot is a Compute field in v3; max_wait only with spot (the API rejects it otherwise), >= max_run.
+    stopping = {"max_runtime_in_seconds": hw.max_run}
+    if hw.spot:
+        stopping["max_wait_time_in_seconds"] = hw.max_wait
+    return {
+        "compute": Compute(
+            instance_type=hw.instance_type,
+            instance_count=hw.instance_count,
+            volume_size_in_gb=hw.volume_size_gb,
+            enable_managed_spot_training=hw.spot,
+        ),
+        "stopping_condition": StoppingCondition(**stopping),
+        "checkpoint_config": CheckpointConfig(s3_uri=plan.checkpoint_uri, local_path=CHECKPOINT_DIR),
+        "output_data_config": OutputDataConfig(s3_output_path=plan.output_uri),
+        "input_data_config": [InputData(channel_name="data", data_source=plan.data_uri)] if plan.data_uri else None,
+    }
+
+
+def model_trainer(plan: JobPlan, source_tarball: str, boto_session: Any = None):
+    """A ModelTrainer for the plan; the SDK uploads source_tarball and unpacks it in the container's code dir."""
+    import boto3
+    from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.training.configs import SourceCode
+    from sagemaker.train import ModelTrainer
+
+    boto_session = boto_session or boto3.Session(region_name=plan.aws.region)
+    session = Session(
+        boto_session=boto_session, default_bucket=plan.aws.bucket, default_bucket_prefix=f"{plan.prefix}/code"
+    )
+    return ModelTrainer(
+        sagemaker_session=session,
+        role=plan.aws.role,
+        base_job_name=plan.base_job_name,
+        training_image=plan.image_uri,
+        source_code=SourceCode(source_dir=source_tarball, command=COMMAND),
+        hyperparameters=plan.hyperparameters,
+        environment=plan.environment,
+        **sdk_configs(plan),
+    )
+
+
+def request_preview(plan: JobPlan) -> dict[str, Any]:
+    """The CreateTrainingJob request as the SDK will send it, minus what only exists after the upload
+    (the code and driver channels' S3 keys and the job name's timestamp suffix)."""
+    from sagemaker.core.utils.utils import serialize
+
+    configs = sdk_configs(plan)
+    compute = configs["compute"]
+    request = {
+        "TrainingJobName": f"{plan.base_job_name}-<timestamp>",
+        "AlgorithmSpecification": {"TrainingImage": plan.image_uri, "TrainingInputMode": "File"},
+        "RoleArn": plan.aws.role,
+        "ResourceConfig": serialize(compute._to_resource_config()),
+        "EnableManagedSpotTraining": bool(compute.enable_managed_spot_training),
+        "StoppingCondition": serialize(configs["stopping_condition"]),
+        "CheckpointConfig": serialize(configs["checkpoint_config"]),
+        "OutputDataConfig": serialize(configs["output_data_config"]),
+        "InputDataConfig": [
+            {"ChannelName": "code", "S3Uri": f"{plan.s3_root}/code/{plan.base_job_name}/<job>/input/code/"},
+            *([{"ChannelName": "data", "S3Uri": plan.data_uri}] if plan.data_uri else []),
+        ],
+        "HyperParameters": plan.hyperparameters,
+        "Environment": plan.environment,
+    }
+    return redact(request)
+
+
+def console_url(region: str, job_name: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{job_name}"

@@ -1,0 +1,124 @@
+"""Inside-the-container behaviour without a container: `python -m peftlab.cloud.container` with SageMaker's environment
+on the tiny DeBERTa twin; outputs land where SageMaker uploads them, and a killed job resumes from its checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from conftest import REPO
+
+from peftlab.cloud.container import container_overrides, hyperparameter_overrides, train_command
+
+# What the launch passes as hyperparameters (the user's overrides, shrunk for a CPU test).
+HPS = {
+    "model": "deberta_v3_tiny",
+    "peft": "lora",
+    "dataset": "demo",
+    "dataset.max_train_rows": 1600,
+    "dataset.max_eval_rows": 16,
+    "dataset.batch_size": 8,
+    "trainer.max_steps": 60,
+    "trainer.max_epochs": 1,
+    "trainer.val_check_interval": 15,
+    "trainer.enable_progress_bar": "false",
+    "~callbacks.progress_bar": "",
+}
+
+
+def sagemaker_env(root) -> dict[str, str]:
+    """The variables SageMaker's toolkit sets (paths moved under root), plus the launch's PEFTLAB_CHECKPOINT_DIR."""
+    return {
+        **os.environ,
+        "SM_MODEL_DIR": str(root / "model"),
+        "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
+        "PEFTLAB_CHECKPOINT_DIR": str(root / "checkpoints"),
+        "SM_HOST_COUNT": "1",
+        "SM_NUM_GPUS": "0",
+        "SM_HPS": json.dumps(HPS),
+    }
+
+
+def test_environment_becomes_overrides_and_torchrun_across_instances():
+    env = {"SM_HPS": json.dumps({"model": "minilm", "peft.r": 4, "~callbacks.progress_bar": ""}),
+           "SM_MODEL_DIR": "/opt/ml/model", "SM_CHANNEL_DATA": "/opt/ml/input/data/data",
+           "PEFTLAB_CHECKPOINT_DIR": "/opt/ml/checkpoints"}  # fmt: skip
+    assert hyperparameter_overrides(env) == ["model=minilm", "peft.r=4", "~callbacks.progress_bar"]
+    assert container_overrides(env) == [
+        "paths.output_dir=/opt/ml/model",
+        "dataset.data_dir=/opt/ml/input/data/data",
+        "paths.checkpoint_dir=/opt/ml/checkpoints",
+        "resume=auto",
+    ]
+    two = {**env, "SM_HOST_COUNT": "2", "SM_NUM_GPUS": "1", "SM_CURRENT_HOST_RANK": "1", "SM_MASTER_ADDR": "algo-1",
+           "SM_MASTER_PORT": "7777"}  # fmt: skip
+    cmd = train_command(two, python="python")
+    assert cmd[:8] == ["python", "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--node_rank=1",
+                       "--master_addr=algo-1", "--master_port=7777"]  # fmt: skip
+    assert cmd[8].endswith("train.py") and cmd[-2:] == ["hardware.instance_count=2", "hardware.devices=1"]
+
+
+def _run(env, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "peftlab.cloud.container"], cwd=REPO, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs,
+    )  # fmt: skip
+
+
+def test_outputs_land_where_sagemaker_expects_and_a_killed_job_resumes(tmp_path):
+    env = sagemaker_env(tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+
+    # 1. Start, wait for the first checkpoint (step 15), then kill the job as a spot interruption would.
+    first = _run(env, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not last.is_file() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let torch.save finish the file it just created
+    assert first.poll() is None, "the job ended before it could be interrupted:\n" + first.stdout.read()[-3000:]
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL
+    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    assert 0 < resumed_from < 60
+    assert not (tmp_path / "model" / "metrics.json").exists()
+
+    # 2. The restarted job (same environment, SageMaker copied the checkpoints back) continues from there.
+    second = _run(env)
+    log, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, log[-4000:]
+    assert f"resume=auto: continuing from {last}" in log
+    report = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert report["global_step"] == 60
+    assert report["train_samples"] == (60 - resumed_from) * 8  # only the remaining steps ran
+
+    # SM_MODEL_DIR holds what model.tar.gz should: the adapter, metrics, config; no checkpoints.
+    model = tmp_path / "model"
+    assert (model / "adapter" / "adapter_model.safetensors").is_file() and (model / "config.yaml").is_file()
+    assert not list(model.rglob("*.ckpt"))
+    assert (tmp_path / "output" / "data" / "hydra" / ".hydra" / "overrides.yaml").is_file()
+    assert "paths.checkpoint_dir" in (tmp_path / "output" / "data" / "hydra" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_resume_auto_picks_last_ckpt_only_when_it_exists(tmp_path):
+    import pytest
+    from conftest import compose_config
+
+    from peftlab.config import validate
+    from peftlab.errors import ConfigError
+    from peftlab.run.resume import checkpoint_to_resume
+
+    settings = validate(compose_config(["resume=auto"], output_dir=tmp_path))
+    assert checkpoint_to_resume(settings, tmp_path / "checkpoints") is None  # nothing yet: from scratch
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert checkpoint_to_resume(settings, tmp_path / "checkpoints") == str(tmp_path / "checkpoints" / "last.ckpt")
+    off = validate(compose_config([], output_dir=tmp_path))
+    assert checkpoint_to_resume(off, tmp_path / "checkpoints") is None  # resume=null: never implicitly
+    with pytest.raises(ConfigError, match=r"^resume='yes': null \(start from scratch\) or auto"):
+        validate(compose_config(["resume=yes"], output_dir=tmp_path))
+    with pytest.raises(ConfigError, match="give either ckpt_path or resume=auto"):
+        validate(compose_config(["resume=auto", "ckpt_path=a.ckpt"], output_dir=tmp_path))
