@@ -1,4 +1,4 @@
-"""Sweep entry points: every experiment preset runs one step; the Optuna search optimises train()'s return value."""
+"""Sweeps: every experiment preset runs one step; Optuna optimises train()'s value; joblib runs jobs in parallel."""
 
 import json
 
@@ -41,3 +41,15 @@ def test_optuna_search_maximises_the_returned_validation_metric(tmp_path):
     assert len(recorded) == 3
     assert best["best_value"] == max(r["best"]["val/accuracy"] for r in recorded)
     assert {"peft.lr", "peft.r", "peft.lora_alpha", "peft.lora_dropout"} <= set(best["best_params"])
+
+
+def test_joblib_launcher_runs_the_jobs_in_parallel_and_the_report_follows(tmp_path):
+    sweep = tmp_path / "joblib"
+    result = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "peft=lora,ia3",
+                     "dataset.max_train_rows=64", "dataset.max_eval_rows=32", "trainer.max_epochs=1", *QUIET,
+                     f"hydra.sweep.dir={sweep}", timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
+    reports = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+    assert sorted(r["method"] for r in reports) == ["ia3", "lora"]
+    assert "| lora |" in (sweep / "summary.md").read_text()
