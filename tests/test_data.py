@@ -141,3 +141,28 @@ def test_length_grouped_batches_pad_less_and_still_visit_every_row(tmp_path, tok
     grouped_pads, grouped_seen = padding_and_ids(True)
     assert grouped_seen == plain_seen  # same rows, once each
     assert grouped_pads < 0.3 * plain_pads
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_restored_position_yields_the_rest_of_the_interrupted_epoch_then_the_same_next_epoch(
+    tmp_path, tokenizer, grouped
+):
+    settings = _settings(tmp_path, ["dataset.batch_size=8", "dataset.max_train_rows=200",
+                                    f"dataset.group_by_length={str(grouped).lower()}"])  # fmt: skip
+
+    def epochs(dm):
+        loader, out = dm.train_dataloader(), []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)  # as Lightning does at each epoch start
+            out.append([batch["input_ids"].tolist() for batch in loader])
+        return out
+
+    reference = TextDataModule(settings, tokenizer, seed=5)
+    reference.setup("fit")
+    epoch0, epoch1 = epochs(reference)
+    assert epoch0 != epoch1  # each epoch draws its own order
+    resumed = TextDataModule(settings, tokenizer, seed=5)
+    resumed.setup("fit")
+    resumed.load_state_dict({"epoch": 0, "batches": 7})  # a checkpoint taken after 7 batches of epoch 0
+    rest0, again1 = epochs(resumed)
+    assert rest0 == epoch0[7:] and again1 == epoch1

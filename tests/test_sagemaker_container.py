@@ -114,7 +114,7 @@ def test_resume_auto_picks_last_ckpt_only_when_it_exists(tmp_path):
     settings = validate(compose_config(["resume=auto"], output_dir=tmp_path))
     assert checkpoint_to_resume(settings, tmp_path / "checkpoints") is None  # nothing yet: from scratch
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    torch.save({"state_dict": {}, "loops": {}}, tmp_path / "checkpoints" / "last.ckpt")
     assert checkpoint_to_resume(settings, tmp_path / "checkpoints") == str(tmp_path / "checkpoints" / "last.ckpt")
     off = validate(compose_config([], output_dir=tmp_path))
     assert checkpoint_to_resume(off, tmp_path / "checkpoints") is None  # resume=null: never implicitly

@@ -11,6 +11,7 @@ Checkpoints stay out of SM_MODEL_DIR (they would bloat model.tar.gz); Lightning 
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,11 @@ def train_command(env: dict[str, str], python: str = sys.executable) -> list[str
 def main() -> int:
     command = train_command(dict(os.environ))
     print("peftlab: running", " ".join(command), flush=True)
-    return subprocess.call(command)
+    child = subprocess.Popen(command)
+    # A spot reclaim SIGTERMs the container's first process (this one); pass it on so train.py (or torchrun, which
+    # passes it to its workers) saves last.ckpt before the instance goes, instead of this process dying alone.
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+    return child.wait()
 
 
 if __name__ == "__main__":

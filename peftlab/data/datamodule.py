@@ -12,6 +12,7 @@ from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.checks import check_split
 from peftlab.data.collators import COLLATORS
 from peftlab.data.encoders import ENCODERS
+from peftlab.data.resumable import EpochSeeded, epoch_seeded_random
 from peftlab.data.sampling import ShuffledBucketSampler
 from peftlab.data.sources import load_split
 from peftlab.data.tokenize import tokenize_split
@@ -36,6 +37,8 @@ class TextDataModule(pl.LightningDataModule):
         self.train_dataset = None
         self.val_dataset = None
         self.cache_hits: dict[str, bool] = {}
+        self._train_sampler: EpochSeeded | None = None
+        self._resume_state: dict | None = None
 
     @property
     def num_labels(self) -> int:
@@ -66,14 +69,51 @@ class TextDataModule(pl.LightningDataModule):
         return tokenized
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        # Order from (seed, epoch), position saved in checkpoints (state_dict): a resumed job sees the same batches
         if not self.settings.group_by_length:
-            return self._loader(self.train_dataset, self.settings.batch_size, shuffle=True, generator=generator)
-        lengths = [len(ids) for ids in self.train_dataset["input_ids"]]  # multiple choice: choices per row
-        if self.shape == "choose":
-            lengths = [max(map(len, choices)) for choices in self.train_dataset["input_ids"]]
-        sampler = ShuffledBucketSampler(lengths, self.settings.batch_size, self.settings.group_batches, generator)
+            sampler = epoch_seeded_random(self.train_dataset, self.seed)
+        else:
+            lengths = [len(ids) for ids in self.train_dataset["input_ids"]]  # multiple choice: choices per row
+            if self.shape == "choose":
+                lengths = [max(map(len, choices)) for choices in self.train_dataset["input_ids"]]
+            generator = torch.Generator()
+            bucketed = ShuffledBucketSampler(lengths, self.settings.batch_size, self.settings.group_batches, generator)
+            sampler = EpochSeeded(bucketed, generator, self.seed)
+        self._train_sampler = sampler
+        self._apply_resume()
         return self._loader(self.train_dataset, self.settings.batch_size, shuffle=False, sampler=sampler)
+
+    def state_dict(self) -> dict:
+        """Where training stands in the epoch; Lightning stores it in every checkpoint.
+
+        Why here and not on the DataLoader (Lightning's `_Stateful` loaders): Lightning 2.6 builds the train loader
+        early when `configure_optimizers` asks for `estimated_stepping_batches`, before the checkpoint's loop state
+        is restored, and then never hands that loader its saved state; the datamodule's state is always restored.
+        `batches` is the fit loop's own count of batches taken this epoch (all trained when a checkpoint is written).
+        """
+        if self._train_sampler is None or self.trainer is None:
+            return {}
+        taken = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        return {"epoch": self._train_sampler.epoch, "batches": taken}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_state = state or None
+        self._apply_resume()
+
+    def _apply_resume(self) -> None:
+        """Skip the batches an interrupted attempt already trained on (once, in the saved epoch)."""
+        state, sampler = self._resume_state, self._train_sampler
+        if not state or sampler is None:
+            return
+        self._resume_state = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning wraps the sampler in a DistributedSampler over one stream: no exact skip across shards
+            log.warning("resume under %d processes: the interrupted epoch restarts from its first batch",
+                        self.trainer.world_size)  # fmt: skip
+            return
+        # set the epoch now: Lightning creates the iterator before it calls set_epoch
+        sampler.set_epoch(state["epoch"])
+        sampler.resume_at(state["epoch"], state["batches"] * self.settings.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         # Several processes: each scores a disjoint slice, every row exactly once. Lightning's default
@@ -86,15 +126,17 @@ class TextDataModule(pl.LightningDataModule):
             )
         return self._loader(self.val_dataset, self.settings.eval_batch_size, shuffle=False, sampler=sampler)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool, generator=None, sampler=None) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> DataLoader:
         workers = self.settings.num_workers
+        # Its own generator (workers' base seed): iter() of a loader without one draws from torch's global generator,
+        # which would shift the dropout masks of a resumed run (RngState restores that generator).
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
             sampler=sampler,
-            generator=generator,
             collate_fn=self.collator,
             num_workers=workers,
             persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
         )

@@ -4,23 +4,60 @@ import logging
 from pathlib import Path
 
 from peftlab.config import RunSettings
+from peftlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"  # ModelCheckpoint(save_last=true) writes it at every checkpoint
+LIGHTNING_NAMES = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
+
+
+def unreadable(path: str | Path) -> str | None:
+    """Why `path` is not a checkpoint Lightning can resume from (None when it is).
+
+    Loads it as Lightning does (torch.load, weights_only) so a truncated file from a kill mid-save (or a copy cut
+    short) is caught here with its name, not deep inside Trainer.fit after the model was built.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return "no such file"
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure to load is the answer
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'cannot be loaded'}"
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
+        return "no Lightning training state (state_dict, loops) in it"
+    return None
 
 
 def checkpoint_to_resume(settings: RunSettings, checkpoint_dir: str | Path) -> str | None:
-    """The ckpt_path for Trainer.fit: an explicit ckpt_path wins; resume=auto takes last.ckpt if it exists.
+    """The ckpt_path for Trainer.fit: an explicit ckpt_path wins; resume=auto takes last.ckpt if it is readable.
 
     Lightning restores the trainable weights, optimizer, LR scheduler and loop state (epoch, global step, position
     in the epoch) from it, so a job restarted after a spot interruption continues instead of starting at step 0.
+    A broken last.ckpt (e.g. copied back incompletely) falls back to the newest readable checkpoint in the folder,
+    else a fresh start: the job keeps going instead of crash-looping on the same file.
     """
-    if settings.ckpt_path or settings.resume != "auto":
+    if settings.ckpt_path:
+        if settings.ckpt_path not in LIGHTNING_NAMES and (reason := unreadable(settings.ckpt_path)):
+            raise ConfigError(f"ckpt_path={settings.ckpt_path}: not a readable checkpoint ({reason})")
         return settings.ckpt_path
-    last = Path(checkpoint_dir) / LAST
+    if settings.resume != "auto":
+        return None
+    folder = Path(checkpoint_dir)
+    last = folder / LAST
     if last.is_file():
-        log.info("resume=auto: continuing from %s", last)
-        return str(last)
-    log.info("resume=auto: no %s in %s, starting from scratch", LAST, checkpoint_dir)
+        if not (reason := unreadable(last)):
+            log.info("resume=auto: continuing from %s", last)
+            return str(last)
+        log.warning("resume=auto: %s is not a readable checkpoint (%s); trying older checkpoints", last, reason)
+    others = sorted((p for p in folder.glob("*.ckpt") if p != last), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in others:
+        if not (reason := unreadable(path)):
+            log.info("resume=auto: continuing from %s", path)
+            return str(path)
+        log.warning("resume=auto: skipping %s (%s)", path, reason)
+    log.info("resume=auto: no readable checkpoint in %s, starting from scratch", folder)
     return None

@@ -1,6 +1,7 @@
 """train(cfg): validate -> data -> model + PEFT -> LightningModule -> Trainer.fit -> adapter/ + metrics.json."""
 
 import logging
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from peftlab.cloud.cost import run_cost
 from peftlab.config import RunSettings, validate
@@ -62,6 +64,8 @@ def fit(cfg: DictConfig) -> RunResult:
         raise ConfigError("peft=none: trains nothing; use it with evaluate.py (the base model before fine-tuning)")
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # A broken explicit ckpt_path fails here, before the model is built
+    ckpt_path = checkpoint_to_resume(settings, cfg.paths.get("checkpoint_dir") or output_dir / "checkpoints")
 
     job = prepare_job(settings)
     tokenizer, datamodule, model, head = job.tokenizer, job.datamodule, job.base, job.head
@@ -85,8 +89,10 @@ def fit(cfg: DictConfig) -> RunResult:
             "effective batch size %d = %d per device × %d devices × %d nodes × %d accumulated",
             *(batch[k] for k in ("total", "per_device", "devices", "num_nodes", "accumulate_grad_batches")),
         )
-    ckpt_path = checkpoint_to_resume(settings, cfg.paths.get("checkpoint_dir") or output_dir / "checkpoints")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:  # SaveOnSigterm saved last.ckpt; exit as a SIGTERM'd process does, without a traceback
+        raise SystemExit(128 + signal.SIGTERM) from None
 
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""

@@ -1,0 +1,137 @@
+"""Interruptions: kill -9 + resume=auto ends with the uninterrupted run's weights; SIGTERM saves; broken checkpoints."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import REPO, TEST_OVERRIDES, compose_config
+
+from peftlab.config import validate
+from peftlab.errors import ConfigError
+from peftlab.run.checkpoint_io import AtomicCheckpointIO
+from peftlab.run.resume import checkpoint_to_resume
+
+STEPS = 24  # 2 epochs of 12 batches: the kill lands mid-epoch, the resumed run crosses an epoch boundary
+# Dropout stays on (the twin's and LoRA's defaults): RngState puts the generators in each checkpoint, so the resumed
+# steps draw the same masks; the sampler's order comes from (seed, epoch) and its position from the DataModule state.
+RUN = [
+    "model=deberta_v3_tiny",
+    "dataset=demo",
+    "dataset.max_train_rows=96",
+    "dataset.max_eval_rows=16",
+    "dataset.batch_size=8",
+    f"trainer.max_steps={STEPS}",
+    "trainer.max_epochs=2",
+    "callbacks.model_checkpoint.monitor=null",
+    "callbacks.model_checkpoint.save_top_k=-1",
+    "+callbacks.model_checkpoint.every_n_train_steps=3",
+    "seed=3",
+]
+
+
+def _cmd(out, *extra):
+    return [sys.executable, str(REPO / "train.py"), *TEST_OVERRIDES, *RUN, f"paths.output_dir={out}",
+            f"hydra.run.dir={out}", *extra]  # fmt: skip
+
+
+def _trainable(ckpt):
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
+
+
+def test_kill_9_then_resume_auto_ends_with_the_uninterrupted_weights(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    full_log = (tmp_path / "full.log").open("w")  # the reference run goes alongside (2 cores: faster than in turn)
+    uninterrupted = subprocess.Popen(_cmd(full), stdout=full_log, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(_cmd(cut, "resume=auto"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # fmt: skip
+    ckpts = cut / "checkpoints"
+    deadline = time.monotonic() + 240
+    while len(list(ckpts.glob("epoch*.ckpt"))) < 3 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the 3rd checkpoint (step 9, mid-epoch 0) appeared: kill at whatever step it is now
+    assert first.poll() is None, "the run ended before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    killed_at = _trainable(ckpts / "last.ckpt")["global_step"]
+    assert 0 < killed_at < STEPS
+
+    second = subprocess.run(_cmd(cut, "resume=auto"), capture_output=True, text=True, timeout=300)
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "full.log").read_text()[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resume=auto: continuing from" in second.stdout + second.stderr
+    done, reference = _trainable(ckpts / "last.ckpt"), _trainable(full / "checkpoints" / "last.ckpt")
+    assert done["global_step"] == reference["global_step"] == STEPS
+    assert done["state_dict"].keys() == reference["state_dict"].keys()
+    for name, value in reference["state_dict"].items():  # same ops in the same order on CPU: bit-identical
+        assert torch.equal(done["state_dict"][name], value), name
+
+
+def test_sigterm_mid_epoch_saves_last_ckpt_and_resume_continues(tmp_path):
+    proc = subprocess.Popen(_cmd(tmp_path, "resume=auto"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "checkpoints").glob("epoch*.ckpt")) and time.monotonic() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, log[-3000:]
+    assert "Traceback" not in log
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved_at = _trainable(last)["global_step"]
+    assert f"SIGTERM: saved {last} at step {saved_at}" in log and 0 < saved_at < STEPS
+
+    again = subprocess.run(_cmd(tmp_path, "resume=auto"), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _trainable(last)["global_step"] == STEPS
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Two real checkpoints of a short run (steps 3 and 6) and last.ckpt."""
+    out = tmp_path_factory.mktemp("ckpts")
+    done = subprocess.run(_cmd(out, "trainer.max_steps=6"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / "checkpoints"
+
+
+def test_truncated_last_ckpt_warns_and_falls_back_to_the_newest_good_one(checkpoints, caplog):
+    last = checkpoints / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
+    settings = validate(compose_config([*RUN, "resume=auto"], output_dir=checkpoints.parent))
+    newest = max(checkpoints.glob("epoch*.ckpt"), key=lambda p: p.stat().st_mtime)
+    with caplog.at_level("WARNING"):
+        assert checkpoint_to_resume(settings, checkpoints) == str(newest)
+    assert f"{last} is not a readable checkpoint" in caplog.text
+
+
+def test_broken_explicit_ckpt_path_is_one_line_error(tmp_path):
+    bad = tmp_path / "broken.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    settings = validate(compose_config([*RUN, f"ckpt_path={bad}"], output_dir=tmp_path))
+    with pytest.raises(ConfigError, match=re.escape(f"ckpt_path={bad}: not a readable checkpoint (")):
+        checkpoint_to_resume(settings, tmp_path)
+    cli = subprocess.run(_cmd(tmp_path, f"ckpt_path={bad}"), capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2
+    assert cli.stderr.strip().splitlines()[-1].startswith(f"error: ckpt_path={bad}: not a readable checkpoint (")
+
+
+def test_a_crash_during_save_leaves_the_old_last_ckpt_intact(checkpoints, monkeypatch, tmp_path):
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(next(checkpoints.glob("epoch*.ckpt")).read_bytes())
+    before = last.read_bytes()
+
+    def crash_midway(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")  # part of the new file is on disk, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, last)
+    monkeypatch.undo()
+    assert last.read_bytes() == before and _trainable(last)["global_step"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
