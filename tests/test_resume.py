@@ -43,28 +43,33 @@ def _trainable(ckpt):
     return torch.load(ckpt, map_location="cpu", weights_only=True)
 
 
-def test_kill_9_then_resume_auto_ends_with_the_uninterrupted_weights(tmp_path):
+DDP = ["hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu"]  # 2 gloo processes: 6 batches per epoch
+
+
+@pytest.mark.parametrize("processes", [[], DDP], ids=["1 process", "ddp 2 processes"])
+def test_kill_9_then_resume_auto_ends_with_the_uninterrupted_weights(tmp_path, processes):
     full, cut = tmp_path / "full", tmp_path / "cut"
     full_log = (tmp_path / "full.log").open("w")  # the reference run goes alongside (2 cores: faster than in turn)
-    uninterrupted = subprocess.Popen(_cmd(full), stdout=full_log, stderr=subprocess.STDOUT)
-    first = subprocess.Popen(_cmd(cut, "resume=auto"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)  # fmt: skip
+    uninterrupted = subprocess.Popen(_cmd(full, *processes), stdout=full_log, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(_cmd(cut, "resume=auto", *processes), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     ckpts = cut / "checkpoints"
     deadline = time.monotonic() + 240
     while len(list(ckpts.glob("epoch*.ckpt"))) < 3 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)  # the 3rd checkpoint (step 9, mid-epoch 0) appeared: kill at whatever step it is now
     assert first.poll() is None, "the run ended before it could be killed"
-    os.killpg(first.pid, signal.SIGKILL)
+    os.killpg(first.pid, signal.SIGKILL)  # every rank: they share the session
     first.wait(timeout=30)
+    steps = STEPS // 2 if processes else STEPS  # max_epochs=2 ends a 2-process run at 12 steps
     killed_at = _trainable(ckpts / "last.ckpt")["global_step"]
-    assert 0 < killed_at < STEPS
+    assert 0 < killed_at < steps
 
-    second = subprocess.run(_cmd(cut, "resume=auto"), capture_output=True, text=True, timeout=300)
+    second = subprocess.run(_cmd(cut, "resume=auto", *processes), capture_output=True, text=True, timeout=300)
     assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "full.log").read_text()[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resume=auto: continuing from" in second.stdout + second.stderr
     done, reference = _trainable(ckpts / "last.ckpt"), _trainable(full / "checkpoints" / "last.ckpt")
-    assert done["global_step"] == reference["global_step"] == STEPS
+    assert done["global_step"] == reference["global_step"] == steps
     assert done["state_dict"].keys() == reference["state_dict"].keys()
     for name, value in reference["state_dict"].items():  # same ops in the same order on CPU: bit-identical
         assert torch.equal(done["state_dict"][name], value), name

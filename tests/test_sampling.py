@@ -2,6 +2,7 @@
 
 import torch
 
+from peftlab.data.resumable import ShardedEpochSeeded, epoch_seeded_random
 from peftlab.data.sampling import ShuffledBucketSampler
 
 
@@ -33,3 +34,22 @@ def test_batch_order_is_shuffled_not_long_to_short_and_seeded():
     g = torch.Generator().manual_seed(0)
     sampler = ShuffledBucketSampler(lengths, 8, group_batches=10, generator=g)
     assert list(sampler) != list(sampler)  # the next epoch draws a new order
+
+
+def test_sharded_epoch_order_is_disjoint_complete_and_resumes_on_each_rank():
+    def shard(rank, epoch, resume=None):
+        sampler = ShardedEpochSeeded(epoch_seeded_random(range(37), seed=4), num_replicas=2, rank=rank)
+        if resume is not None:
+            sampler.resume_at(epoch, resume)
+        sampler.set_epoch(epoch)  # Lightning's call at the epoch start
+        return list(sampler)
+
+    first, second = shard(0, 1), shard(1, 1)
+    assert len(first) == len(second) == 19 and set(first) | set(second) == set(range(37))  # one row repeated as pad
+    whole = epoch_seeded_random(range(37), seed=4)
+    whole.set_epoch(1)
+    order = list(whole)
+    padded = order + order[:1]
+    assert first == padded[0::2] and second == padded[1::2]
+    assert shard(0, 2) != first  # the next epoch draws a new order
+    assert shard(0, 1, resume=6) == first[6:] and shard(1, 1, resume=6) == second[6:]

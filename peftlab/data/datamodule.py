@@ -12,7 +12,7 @@ from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.checks import check_split
 from peftlab.data.collators import COLLATORS
 from peftlab.data.encoders import ENCODERS
-from peftlab.data.resumable import EpochSeeded, epoch_seeded_random
+from peftlab.data.resumable import EpochSeeded, ShardedEpochSeeded, epoch_seeded_random
 from peftlab.data.sampling import ShuffledBucketSampler
 from peftlab.data.sources import load_split
 from peftlab.data.tokenize import tokenize_split
@@ -37,7 +37,7 @@ class TextDataModule(pl.LightningDataModule):
         self.train_dataset = None
         self.val_dataset = None
         self.cache_hits: dict[str, bool] = {}
-        self._train_sampler: EpochSeeded | None = None
+        self._train_sampler: EpochSeeded | ShardedEpochSeeded | None = None
         self._resume_state: dict | None = None
 
     @property
@@ -79,6 +79,9 @@ class TextDataModule(pl.LightningDataModule):
             generator = torch.Generator()
             bucketed = ShuffledBucketSampler(lengths, self.settings.batch_size, self.settings.group_batches, generator)
             sampler = EpochSeeded(bucketed, generator, self.seed)
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:  # each process its slice (Lightning leaves it as is)
+            sampler = ShardedEpochSeeded(sampler, num_replicas=trainer.world_size, rank=trainer.global_rank)
         self._train_sampler = sampler
         self._apply_resume()
         return self._loader(self.train_dataset, self.settings.batch_size, shuffle=False, sampler=sampler)
@@ -106,11 +109,6 @@ class TextDataModule(pl.LightningDataModule):
         if not state or sampler is None:
             return
         self._resume_state = None
-        if self.trainer is not None and self.trainer.world_size > 1:
-            # Lightning wraps the sampler in a DistributedSampler over one stream: no exact skip across shards
-            log.warning("resume under %d processes: the interrupted epoch restarts from its first batch",
-                        self.trainer.world_size)  # fmt: skip
-            return
         # set the epoch now: Lightning creates the iterator before it calls set_epoch
         sampler.set_epoch(state["epoch"])
         sampler.resume_at(state["epoch"], state["batches"] * self.settings.batch_size)

@@ -3,7 +3,7 @@
 from itertools import islice
 
 import torch
-from torch.utils.data import RandomSampler, Sampler
+from torch.utils.data import DistributedSampler, RandomSampler, Sampler
 
 
 class EpochSeeded(Sampler[int]):
@@ -35,6 +35,35 @@ class EpochSeeded(Sampler[int]):
         skip = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
         self._resume = None
         yield from islice(iter(self.inner), skip, None)
+
+
+class ShardedEpochSeeded(DistributedSampler):
+    """This process's slice of an EpochSeeded order (several processes), resumable the same way.
+
+    Why a DistributedSampler subclass: Lightning then uses it as it is; otherwise it wraps the sampler in its
+    DistributedSamplerWrapper, which neither forwards `set_epoch` nor knows how far an interrupted epoch got.
+    The order is padded to a multiple of the process count by repeating its head, as DistributedSampler does.
+    """
+
+    def __init__(self, inner: EpochSeeded, num_replicas: int, rank: int):
+        super().__init__(inner, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.inner = inner
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, seen: int) -> None:
+        self._resume = (epoch, seen)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self):
+        order = list(self.inner)
+        while len(order) < self.total_size:
+            order += order[: self.total_size - len(order)]
+        skip = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
+        self._resume = None
+        yield from order[self.rank : self.total_size : self.num_replicas][skip:]
 
 
 def epoch_seeded_random(data_source, seed: int) -> EpochSeeded:
