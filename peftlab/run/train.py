@@ -22,6 +22,7 @@ from peftlab.run.hardware import resolve_precision
 from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, write_metrics
 from peftlab.run.resume import checkpoint_to_resume
 from peftlab.run.setup import prepare_job
+from peftlab.run.tracking import check_trackers, log_config, log_run_end
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def fit(cfg: DictConfig) -> RunResult:
     settings = validate(cfg)  # fails here, before any heavy work, on a bad value
     if settings.peft.method == "none":
         raise ConfigError("peft=none: trains nothing; use it with evaluate.py (the base model before fine-tuning)")
+    check_trackers(cfg.get("logger"))  # logger=mlflow without mlflow installed fails here, not after training
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # A broken explicit ckpt_path fails here, before the model is built
@@ -85,6 +87,7 @@ def fit(cfg: DictConfig) -> RunResult:
     batch = effective_batch(settings.dataset.batch_size, trainer)
     if trainer.is_global_zero:  # the other ranks (processes) read the same files; only rank 0 writes
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+        log_config(trainer.loggers, cfg)
         log.info(
             "effective batch size %d = %d per device × %d devices × %d nodes × %d accumulated",
             *(batch[k] for k in ("total", "per_device", "devices", "num_nodes", "accumulate_grad_batches")),
@@ -122,5 +125,6 @@ def fit(cfg: DictConfig) -> RunResult:
     hw = settings.hardware  # on a priced SageMaker instance: measured s/step and what the fit cost (conf/cost/)
     report["cost"] = run_cost(cfg.get("cost"), hw.instance_type, hw.instance_count, report)
     write_metrics(report, output_dir / "metrics.json")
+    log_run_end(trainer.loggers, report, adapter_dir)  # summary metrics, adapter/ as an artifact, tracker closed
     print_summary(report, output_dir)
     return RunResult(settings, module, trainer, datamodule, tokenizer, output_dir, report)
