@@ -81,3 +81,17 @@ def test_qlora_keeps_the_head_out_of_4bit_and_never_sets_a_device_map(tmp_path):
     model = load_base_model(settings.model, "classify", ["a", "b"], **kwargs)
     assert type(model.bert.encoder.layer[0].attention.self.query).__name__ == "Linear4bit"
     assert type(model.classifier) is torch.nn.Linear
+
+
+def test_a_twin_never_overwrites_a_folder_it_did_not_write(tmp_path):
+    from peftlab.models.tiny import materialise_twin
+
+    exported = tmp_path / "exported"  # e.g. `python -m peftlab.export ... out=exported`, passed as name_or_path
+    exported.mkdir()
+    (exported / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"not a tiny twin; not overwriting it .*model\.init=pretrained"):
+        materialise_twin(str(exported), "gpt2", {"n_layer": 1}, "AutoModelForSequenceClassification")
+    assert (exported / "config.json").read_text() == "{}"
+    twin = materialise_twin(str(tmp_path / "twin"), "gpt2", {"n_layer": 1, "n_embd": 32, "n_head": 2},
+                            "AutoModelForSequenceClassification")  # fmt: skip
+    assert (twin / "config.json").is_file()

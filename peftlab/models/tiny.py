@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 import transformers
 
+from peftlab.errors import ConfigError
+
 TWIN_MARKER = "peftlab_twin.json"
 
 
@@ -28,6 +30,11 @@ def materialise_twin(folder: str, model_type: str, config_overrides: dict, task_
     marker = out / TWIN_MARKER
     if marker.is_file() and json.loads(marker.read_text()) == spec and (out / "config.json").is_file():
         return out
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file():  # e.g. an exported model: never delete it
+        raise ConfigError(
+            f"model.name_or_path={folder}: holds a model that is not a tiny twin; not overwriting it "
+            "(to load its weights set model.init=pretrained)"
+        )
     config = transformers.AutoConfig.for_model(model_type, **config_overrides)
     torch.manual_seed(seed)  # same weights for every run and every test: twins are reproducible
     model = getattr(transformers, task_auto_class).from_config(config)

@@ -1,0 +1,131 @@
+"""Export a training run: its adapter merged into a plain transformers model, or the adapter alone, with a card.
+
+`export_run(run, out, merge=True)` is what `python -m peftlab.export run=... merge=true out=...` calls. The folder
+is written next to `out` first and renamed into place, so a failed export leaves no half-written model behind.
+"""
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from peftlab.config import validate
+from peftlab.errors import ConfigError
+from peftlab.export.card import model_card, read_metrics
+from peftlab.export.merge import DTYPES, MERGERS, NOT_MERGEABLE, WHOLE_MODEL, MergedModel
+from peftlab.models.params import folder_bytes
+from peftlab.run.artifacts import locate_adapter
+
+log = logging.getLogger(__name__)
+
+# The message a merge=true request for a method that cannot be merged gets (the adapter is exported instead).
+NOT_MERGEABLE_MESSAGE = (
+    "merge=true: peft={method} cannot be merged into the base model ({why}); exported the adapter alone"
+)
+# Adapter-only exports: the format the adapter folder holds (card.LOAD_SNIPPETS); others are peft adapters.
+ADAPTER_KINDS = {"adapters": "parallel", **dict.fromkeys(WHOLE_MODEL, "merged")}
+PEFT_README = "README.md"  # peft's template card in adapter/: replaced by ours
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    method: str
+    merged: bool
+    adapter_bytes: int  # the run's adapter/ folder (weights, config, tokenizer)
+    out_bytes: int  # the exported folder
+    dtype: str | None = None  # precision of the merged weights
+    max_logit_diff: float | None = None  # merged vs base + adapter, on the probe sentences (merge.PROBE_TEXTS)
+    trained_as_logit_diff: float | None = None  # QLoRA: merged vs the 4-bit model as trained
+    message: str | None = None  # why a merge=true request exported the adapter alone
+
+
+def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str = "float32") -> ExportResult:
+    """Write the run's model to `out` (a new folder): merged (plain transformers) or the adapter alone."""
+    adapter, run_config = locate_adapter(str(run))
+    if run_config is None:
+        raise ConfigError(f"run={run}: no config.yaml beside {adapter}; export needs the training run's folder")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype}: allowed are {', '.join(DTYPES)}")
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"out={out}: exists and is not an empty folder; choose a new one")
+    settings = validate(OmegaConf.load(run_config), check_files=False)
+    method = settings.peft.method
+    message = None
+    if merge and method in NOT_MERGEABLE:
+        message = NOT_MERGEABLE_MESSAGE.format(method=method, why=NOT_MERGEABLE[method])
+        log.warning(message)
+        merge = False
+
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        merged = MERGERS[method](settings, adapter, dtype) if merge else None
+        if merged is not None:
+            merged.model.save_pretrained(tmp)  # safetensors
+            merged.tokenizer.save_pretrained(tmp)
+            kind, what, notes = "merged", _merged_text(method, run), _merged_notes(merged)
+        else:
+            _copy_adapter(adapter, tmp)
+            kind, what, notes = ADAPTER_KINDS.get(method, "peft"), _adapter_text(method, run), []
+            notes += [message] if message else []
+        card = model_card(settings, read_metrics(run_config.parent), kind, str(out), what, notes)
+        (tmp / "README.md").write_text(card)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        tmp.replace(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(
+        out=out,
+        method=method,
+        merged=merged is not None,
+        adapter_bytes=folder_bytes(adapter),
+        out_bytes=folder_bytes(out),
+        dtype=merged.dtype if merged else None,
+        max_logit_diff=merged.max_logit_diff if merged else None,
+        trained_as_logit_diff=merged.trained_as_logit_diff if merged else None,
+        message=message,
+    )
+
+
+def _copy_adapter(adapter: Path, dest: Path) -> None:
+    for path in adapter.iterdir():
+        if path.name == PEFT_README:
+            continue
+        if path.is_dir():
+            shutil.copytree(path, dest / path.name)
+        else:
+            shutil.copy2(path, dest / path.name)
+
+
+def _merged_text(method: str, run) -> str:
+    return (
+        f"A plain transformers model: the `{method}` weights trained in run `{run}` merged into the base model's "
+        "weights (peft `merge_and_unload`). Loads with `AutoModelFor...from_pretrained`; peft is not needed."
+    )
+
+
+def _adapter_text(method: str, run) -> str:
+    if method in WHOLE_MODEL:
+        return f"The whole model trained with `{method}` in run `{run}` (nothing to merge); peft is not needed."
+    return f"The `{method}` adapter trained in run `{run}`, alone: load it on top of the base model."
+
+
+def _merged_notes(merged: MergedModel) -> list[str]:
+    notes = [f"precision: {merged.precision_note}"]
+    if merged.max_logit_diff is not None:
+        notes.append(
+            f"merge check: max |logit difference| vs base + adapter on the probe sentences: {merged.max_logit_diff:.3g}"
+        )
+    if merged.trained_as_logit_diff is not None:
+        notes.append(
+            f"vs the model as trained (4-bit base + adapter): max |logit difference| {merged.trained_as_logit_diff:.3g}"
+        )
+    return notes
