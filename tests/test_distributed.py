@@ -110,3 +110,34 @@ def test_multirun_sweep_runs_each_job_as_its_own_process_group(tmp_path):
         assert "MULTIRUN" in (job / ".hydra" / "hydra.yaml").read_text()  # the sweep's record, kept
     assert proc.stdout.count("as its own process group") == 2
     assert (sweep / "summary.csv").is_file()  # the sweep report read both jobs
+
+
+def test_two_nodes_started_by_torchrun_share_the_data_and_write_once(tmp_path):
+    """hardware.num_nodes=2 as a cluster runs it: torchrun on every node (here two on localhost, one process each)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    overrides = [*TINY, "hardware=ddp", "hardware.accelerator=cpu", "hardware.devices=1", "hardware.num_nodes=2",
+                 "+callbacks.shard_probe._target_=shard_probe.ShardProbe", f"+callbacks.shard_probe.out_dir={run_dir}",
+                 f"paths.output_dir={run_dir}"]  # fmt: skip
+    def node_command(node: int) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
+                "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", str(REPO / "train.py"),
+                *overrides, f"hydra.run.dir={tmp_path / f'node{node}'}"]  # fmt: skip
+
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "cwd": tmp_path, "env": env}
+    nodes = [subprocess.Popen(node_command(node), **pipes) for node in (0, 1)]
+    logs = [node.communicate(timeout=400)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    shards = [json.loads((run_dir / f"shard-rank{r}.json").read_text()) for r in (0, 1)]
+    assert [s["world_size"] for s in shards] == [2, 2]
+    assert not set(shards[0]["train"]) & set(shards[1]["train"])
+    assert sorted(run_dir.rglob("metrics.json")) == [run_dir / "metrics.json"]  # written by global rank 0 only
+    report = json.loads((run_dir / "metrics.json").read_text())
+    assert report["batch"] == {"per_device": 8, "devices": 1, "num_nodes": 2, "accumulate_grad_batches": 2, "total": 32}
+    assert report["train_samples"] == TRAIN_ROWS
+    assert "effective batch size 32 = 8 per device × 1 devices × 2 nodes × 2 accumulated" in logs[0]
