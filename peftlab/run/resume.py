@@ -15,8 +15,10 @@ LIGHTNING_NAMES = ("last", "best", "hpc", "registry")  # ckpt_path values Lightn
 def unreadable(path: str | Path) -> str | None:
     """Why `path` is not a checkpoint Lightning can resume from (None when it is).
 
-    Loads it as Lightning does (torch.load, weights_only) so a truncated file from a kill mid-save (or a copy cut
-    short) is caught here with its name, not deep inside Trainer.fit after the model was built.
+    Opens it as Lightning does (torch.load, weights_only) so a truncated file from a kill mid-save (or a copy cut
+    short) is caught here with its name, not deep inside Trainer.fit after the model was built. Memory-mapped: the
+    zip index and the small entries are read, the tensors are not, so checking a full fine-tune's multi-GB
+    checkpoint costs little before Lightning reads it for real.
     """
     import torch
 
@@ -24,7 +26,7 @@ def unreadable(path: str | Path) -> str | None:
     if not path.is_file():
         return "no such file"
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # any failure to load is the answer
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'cannot be loaded'}"
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
