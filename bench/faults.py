@@ -35,7 +35,8 @@ def train_cmd(out: Path, steps: int, seed: int, extra: list[str]) -> list[str]:
         "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
         "+logger.csv.flush_logs_every_n_steps=1",  # the step each attempt reached is on disk when it dies
         "callbacks.model_checkpoint.monitor=null", "callbacks.model_checkpoint.save_top_k=-1",
-        "+callbacks.model_checkpoint.every_n_train_steps=5", "resume=auto", *extra,
+        "+callbacks.model_checkpoint.every_n_train_steps=5", "+callbacks.last_checkpoint.every_n_train_steps=5",
+        "resume=auto", *extra,
     ]  # fmt: skip
 
 

@@ -61,6 +61,7 @@ def overrides(args) -> list[str]:
         "trainer.enable_progress_bar=false",
         "~callbacks.progress_bar",
         "~callbacks.model_checkpoint",
+        "~callbacks.last_checkpoint",
         "peft=lora",
         f"peft.lr={args.lr}",
     ]

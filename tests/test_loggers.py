@@ -183,3 +183,18 @@ def _read_wandb_records(path):
             records.append(record)
             pending = b""
     return records
+
+
+def test_a_resumed_run_continues_its_mlflow_and_wandb_runs(tmp_path):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    trackers = ["logger=[mlflow,wandb]", *_mlflow_overrides(tmp_path)]
+    first = _fit(tmp_path, trackers)  # 2 epochs, 8 steps; then continued to 3 epochs as a user would
+    resumed = fit(compose_config([*SHRINK, *trackers, "resume=auto", "trainer.max_epochs=3"], first.output_dir))
+    assert resumed.trainer.global_step == STEPS + STEPS // 2
+    client, run = _mlflow_run(tmp_path)  # one run, not a second one holding only the resumed steps
+    history = client.get_metric_history(run.info.run_id, "train/loss_step")
+    assert sorted(m.step for m in history) == list(range(STEPS + STEPS // 2))
+    assert run.data.params["trainer/max_epochs"] == "2"  # MLflow keeps a run's first parameters
+    folders = sorted((first.output_dir / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and len({f.name.rsplit("-", 1)[1] for f in folders}) == 1  # both attempts: one run id

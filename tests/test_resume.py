@@ -30,6 +30,7 @@ RUN = [
     "callbacks.model_checkpoint.monitor=null",
     "callbacks.model_checkpoint.save_top_k=-1",
     "+callbacks.model_checkpoint.every_n_train_steps=3",
+    "+callbacks.last_checkpoint.every_n_train_steps=3",
     "seed=3",
 ]
 
@@ -140,3 +141,15 @@ def test_a_crash_during_save_leaves_the_old_last_ckpt_intact(checkpoints, monkey
     monkeypatch.undo()
     assert last.read_bytes() == before and _trainable(last)["global_step"] > 0
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+def test_last_ckpt_is_the_latest_validation_even_when_the_metric_did_not_improve(tmp_path):
+    """Lightning 2.6 writes save_last only with a new top-k checkpoint; resume=auto must not go back to the best."""
+    from peftlab.run.train import fit
+
+    base = [o for o in RUN if "checkpoint" not in o and "max_steps" not in o]
+    frozen = ["peft.lr=1e-12", "trainer.max_epochs=3", "trainer.max_steps=-1"]  # the same accuracy every epoch
+    result = fit(compose_config([*base, *frozen], output_dir=tmp_path))
+    (best,) = (tmp_path / "checkpoints").glob("epoch*.ckpt")
+    assert _trainable(best)["global_step"] == 12  # epoch 0's: later epochs did not beat it
+    assert _trainable(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == result.trainer.global_step == 36

@@ -8,7 +8,7 @@ from peftlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-LAST = "last.ckpt"  # ModelCheckpoint(save_last=true) writes it at every checkpoint
+LAST = "last.ckpt"  # callbacks.last_checkpoint writes it after every validation (and SaveOnSigterm on SIGTERM)
 LIGHTNING_NAMES = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
 
 

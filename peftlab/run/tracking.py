@@ -6,10 +6,12 @@ Tracker packages (mlflow, wandb) are optional extras, imported only when their l
 """
 
 import importlib.util
+import json
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
@@ -51,8 +53,62 @@ def check_trackers(section: DictConfig | None) -> None:
             raise ConfigError(f"logger={name}: needs the {package} package (pip install 'peftlab[{extra}]')")
 
 
-def log_config(loggers: Iterable[Logger], cfg: DictConfig) -> None:
+# Beside the checkpoints (what a restarted spot job gets back): the tracker run each logger writes to, so a resumed
+# job (resume=auto, ckpt_path) continues that run.
+RUN_IDS = "tracker_runs.json"
+# Logger class -> (its run id, the constructor arguments that reattach to that run).
+_RESUMABLE: dict[str, tuple[Callable[[Logger], str], Callable[[str], dict]]] = {
+    "MLFlowLogger": (lambda logger: logger.run_id, lambda run_id: {"run_id": run_id}),
+    "WandbLogger": (lambda logger: logger.experiment.id, lambda run_id: {"id": run_id, "resume": "allow"}),
+}
+
+
+def resume_kwargs(section: DictConfig | None, checkpoint_dir: Path, ckpt_path: str | None) -> dict[str, dict]:
+    """{logger option: extra constructor kwargs} pointing each tracker at the run an interrupted attempt started.
+
+    Why: a spot restart or `ckpt_path=` continues the same training; without this MLflow and W&B would show it as
+    a second run holding only the steps after the restart. The ids sit beside the checkpoint resumed from.
+    """
+    if ckpt_path is None:
+        return {}
+    path = (Path(ckpt_path).parent if Path(ckpt_path).is_file() else Path(checkpoint_dir)) / RUN_IDS
+    if not path.is_file():
+        return {}
+    run_ids = json.loads(path.read_text())
+    extra = {}
+    for name, node in (section or {}).items():
+        kind = str(node["_target_"]).rsplit(".", 1)[-1] if node is not None and "_target_" in node else None
+        if kind in _RESUMABLE and kind in run_ids:
+            extra[name] = _RESUMABLE[kind][1](run_ids[kind])
+            log.info("logger=%s: continuing tracker run %s", name, run_ids[kind])
+    return extra
+
+
+class RecordTrackerRuns(pl.Callback):
+    """Writes the trackers' run ids beside the checkpoints (rank 0) for resume_kwargs.
+
+    At fit start, after ModelCheckpoint has looked at its folder (a file there earlier would make it warn that
+    the folder is not empty).
+    """
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        kinds = {type(logger).__name__: logger for logger in trainer.loggers}
+        run_ids = {kind: _RESUMABLE[kind][0](logger) for kind, logger in kinds.items() if kind in _RESUMABLE}
+        if run_ids:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            (self.dirpath / RUN_IDS).write_text(json.dumps(run_ids, indent=2))
+
+
+def log_config(loggers: Iterable[Logger], cfg: DictConfig, resumed: bool = False) -> None:
     """The composed config, resolved, as hyperparameters (rank 0, before fit).
+
+    A resumed MLflow run keeps the parameters of its first attempt: MLflow refuses to change a logged value (a
+    continued run often raises trainer.max_epochs), and the run folder's config.yaml holds the new config anyway.
 
     Each Lightning logger flattens it as its tracker needs ("model/name" params in MLflow, hparams in TensorBoard,
     a nested config in W&B, hparams.yaml next to the CSV).
@@ -63,7 +119,8 @@ def log_config(loggers: Iterable[Logger], cfg: DictConfig) -> None:
             _start_wandb(logger)
     params = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
-        logger.log_hyperparams(params)
+        if not (resumed and isinstance(logger, MLFlowLogger)):
+            logger.log_hyperparams(params)
 
 
 def summary_metrics(report: dict) -> dict[str, float]:

@@ -22,16 +22,21 @@ from peftlab.run.hardware import resolve_precision
 from peftlab.run.outputs import build_metrics_report, load_trainable_weights, print_summary, write_metrics
 from peftlab.run.resume import checkpoint_to_resume
 from peftlab.run.setup import prepare_job
-from peftlab.run.tracking import check_trackers, log_config, log_run_end
+from peftlab.run.tracking import check_trackers, log_config, log_run_end, resume_kwargs
 
 log = logging.getLogger(__name__)
 
 
-def instantiate_collection(section: DictConfig | None) -> list:
-    """callbacks/logger groups are dicts of `_target_` nodes; null entries are switched off."""
+def instantiate_collection(section: DictConfig | None, extra: dict[str, dict] | None = None) -> list:
+    """callbacks/logger groups are dicts of `_target_` nodes; null entries are switched off; `extra`: kwargs by name."""
     if not section:
         return []
-    return [instantiate(node) for node in section.values() if node is not None and "_target_" in node]
+    extra = extra or {}
+    return [
+        instantiate(node, **extra.get(name, {}))
+        for name, node in section.items()
+        if node is not None and "_target_" in node
+    ]
 
 
 @dataclass
@@ -66,8 +71,8 @@ def fit(cfg: DictConfig) -> RunResult:
     check_trackers(cfg.get("logger"))  # logger=mlflow without mlflow installed fails here, not after training
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    # A broken explicit ckpt_path fails here, before the model is built
-    ckpt_path = checkpoint_to_resume(settings, cfg.paths.get("checkpoint_dir") or output_dir / "checkpoints")
+    checkpoint_dir = Path(cfg.paths.get("checkpoint_dir") or output_dir / "checkpoints")
+    ckpt_path = checkpoint_to_resume(settings, checkpoint_dir)  # a broken explicit ckpt_path fails here, early
 
     job = prepare_job(settings)
     tokenizer, datamodule, model, head = job.tokenizer, job.datamodule, job.base, job.head
@@ -78,7 +83,8 @@ def fit(cfg: DictConfig) -> RunResult:
     callbacks = instantiate_collection(cfg.get("callbacks"))
     stats = next((c for c in callbacks if isinstance(c, RunStats)), None) or RunStats()
     callbacks = [*callbacks, stats] if stats not in callbacks else callbacks
-    loggers = instantiate_collection(cfg.get("logger"))
+    tracker_runs = resume_kwargs(cfg.get("logger"), checkpoint_dir, ckpt_path)
+    loggers = instantiate_collection(cfg.get("logger"), tracker_runs)
     if not loggers:  # Lightning refuses a LearningRateMonitor without a logger: nothing to monitor into
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(
@@ -87,7 +93,7 @@ def fit(cfg: DictConfig) -> RunResult:
     batch = effective_batch(settings.dataset.batch_size, trainer)
     if trainer.is_global_zero:  # the other ranks (processes) read the same files; only rank 0 writes
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-        log_config(trainer.loggers, cfg)
+        log_config(trainer.loggers, cfg, resumed=bool(tracker_runs))
         log.info(
             "effective batch size %d = %d per device × %d devices × %d nodes × %d accumulated",
             *(batch[k] for k in ("total", "per_device", "devices", "num_nodes", "accumulate_grad_batches")),
@@ -97,7 +103,8 @@ def fit(cfg: DictConfig) -> RunResult:
     except SIGTERMException:  # SaveOnSigterm saved last.ckpt; exit as a SIGTERM'd process does, without a traceback
         raise SystemExit(128 + signal.SIGTERM) from None
 
-    checkpoint = trainer.checkpoint_callback
+    kept = trainer.checkpoint_callbacks  # the one with a monitor keeps the best; last_checkpoint only keeps the latest
+    checkpoint = next((c for c in kept if c.monitor), kept[0] if kept else None)
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     if best_path:
         load_trainable_weights(module, best_path)  # adapter/ holds the best validation checkpoint
@@ -107,7 +114,7 @@ def fit(cfg: DictConfig) -> RunResult:
     save_trained(module.model, settings.peft, head, adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     monitor = checkpoint.monitor if checkpoint is not None and checkpoint.monitor else f"val/{settings.dataset.metric}"
-    mode = checkpoint.mode if checkpoint is not None else "max"
+    mode = checkpoint.mode if checkpoint is not None and checkpoint.monitor else "max"
     report = build_metrics_report(
         settings=settings,
         module=module,
