@@ -20,7 +20,7 @@ LABELS = ["negative", "positive"]
 TEXTS = ["a great film", "a dull film", "great acting", "dull acting", "great story", "weak story", "great", "awful"]
 TARGETS = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
 STEPS = 80
-LR = {"full": 1e-3, "ia3": 3e-2}  # others: 1e-2
+LR = {"full": 1e-3}  # others: 1e-2
 
 
 def _settings(tmp_path, family, method):

@@ -3,6 +3,7 @@
 import logging
 import sys
 
+from peftlab.compat import prepare_process
 from peftlab.errors import PeftlabError
 from peftlab.export import ExportResult, export_run
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    prepare_process()  # bitsandbytes only for QLoRA; no upstream noise (compat.py)
     try:
         result = export_run(**parse_args(args))
     except PeftlabError as err:

@@ -12,6 +12,7 @@ from pathlib import Path
 import peft
 import torch
 
+from peftlab.compat import use_bitsandbytes
 from peftlab.errors import ConfigError
 from peftlab.models import parallel_adapter
 
@@ -64,6 +65,8 @@ def apply_lora(model, settings, head_modules, shape):
 def qlora_load_kwargs(settings, head_modules) -> dict:
     """4-bit base; the head stays out of quantisation (llm_int8_skip_modules) so it can train in full precision."""
     from transformers import BitsAndBytesConfig
+
+    use_bitsandbytes()
 
     return {
         "quantization_config": BitsAndBytesConfig(

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichModelSummary
+from pytorch_lightning.utilities.model_summary import get_human_readable_count
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +108,32 @@ class RunStats(pl.Callback):
             "samples_per_s": round(self.train_samples / self.train_seconds, 2),
             "peak_memory": memory,
         }
+
+
+class ParamSummary(RichModelSummary):
+    """Lightning's rich model summary without its FLOPs column and "Total FLOPs: 0" line.
+
+    Lightning counts FLOPs only for a module with an `example_input_array`, which ours has none of (its inputs
+    depend on the dataset), so those always read 0. The sweep report estimates compute from the tokens seen instead.
+    """
+
+    @staticmethod
+    def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
+                  total_flops, **summarize_kwargs) -> None:  # fmt: skip
+        from rich import get_console
+        from rich.table import Table
+
+        columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
+        for name, _ in columns:
+            table.add_column(name, justify="right" if name.startswith("Params") else "left")
+        for row in zip(*(values for _, values in columns), strict=True):
+            table.add_row(*row)
+        console = get_console()
+        console.print(table)
+        console.print(
+            f"Trainable params: {get_human_readable_count(trainable_parameters)}  ·  "
+            f"Total params: {get_human_readable_count(total_parameters)}  ·  "
+            f"size {model_size:.1f} MB  ·  modules in train mode {total_training_modes['train']}, "
+            f"eval mode {total_training_modes['eval']}"
+        )

@@ -5,12 +5,14 @@ import sys
 
 from omegaconf import DictConfig
 
+from peftlab.compat import prepare_process
 from peftlab.config import validate
 from peftlab.errors import PeftlabError
 
 
 def _guarded(cfg: DictConfig, module: str, function: str, precheck: bool = True):
     """Exit code 2 and `error: <key>: <what is allowed>` on a user error, instead of a traceback."""
+    prepare_process()  # bitsandbytes only for QLoRA; no upstream noise (compat.py)
     try:
         if precheck:
             validate(cfg)  # a bad override fails in about a second, before torch/transformers are imported

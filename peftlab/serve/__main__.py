@@ -7,6 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from peftlab.compat import prepare_process
 from peftlab.errors import PeftlabError
 from peftlab.serve.server import AdapterServer
 
@@ -61,6 +62,7 @@ def predict(server: AdapterServer, text: str, only: str | None, as_json: bool) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    prepare_process()  # bitsandbytes only for QLoRA; no upstream noise (compat.py)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         server = load_server(args.adapter)
