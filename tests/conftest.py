@@ -1,6 +1,8 @@
 """Shared fixtures: compose the real conf/ tree, shrunk for CPU tests (tmp outputs, no progress bar)."""
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -9,6 +11,7 @@ import pytest
 
 # Offline and isolated: no hub calls, datasets' cache in a per-session temp folder (set before `datasets` loads).
 _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="peftlab-tests-"))
+atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)  # twins, tokenizers, tokenised splits
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ["HF_DATASETS_CACHE"] = str(_SESSION_CACHE / "hf-datasets")
@@ -17,6 +20,9 @@ os.environ["PEFTLAB_CACHE_DIR"] = str(_SESSION_CACHE / "peftlab")
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import peftlab  # noqa: E402,F401  (registers resolvers)
+from peftlab.compat import prepare_process  # noqa: E402
+
+prepare_process()  # as the command lines do: bitsandbytes loads only when a test asks for QLoRA
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

@@ -46,6 +46,9 @@ class ModelSettings:
     architecture: str = "encoder"
     model_type: str | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    # init=random: how the twin's tokenizer is made (a `_target_` called with the twin's folder; see
+    # models/twin_tokenizers.py). The twin's vocabulary size and special token ids follow it.
+    twin_tokenizer: dict[str, Any] | None = None
     # Tokenizers without a pad token (GPT-2, BLOOM): "eos" pads with the end-of-sequence token.
     pad_token: str | None = None
     head_modules: list[str] = field(default_factory=lambda: ["classifier"])

@@ -19,11 +19,10 @@ def _rows(batch: dict) -> list[dict]:
 
 
 def end_token_id(tokenizer) -> int:
-    """The token that ends a target: EOS, or [SEP] for BERT-style vocabularies (what the offline twins use)."""
-    token = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
-    if token is None:
-        raise ConfigError(f"model.tokenizer: {type(tokenizer).__name__} has no EOS or SEP token to end targets")
-    return token
+    """The token that ends a target (EOS): learnt by the loss, and where generation stops."""
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"model.tokenizer: {type(tokenizer).__name__} has no EOS token to end generation targets")
+    return tokenizer.eos_token_id
 
 
 # The settings an encoding depends on: they go into the tokenisation cache's fingerprint.
@@ -89,25 +88,32 @@ class Seq2SeqRows(Encoder):
 
 @dataclass
 class CausalRows(Encoder):
-    """Prompt + target + end token in one sequence; labels are IGNORE_INDEX on the prompt (loss on the answer only).
+    """Prompt + " " + target + EOS as one sequence; labels are IGNORE_INDEX on the prompt (loss on the answer only).
 
-    `prompt_length` lets the collator cut the prompt back out for generation at validation time.
+    The text is tokenised once and cut where the prompt's characters end (offsets), so the token ids are what the
+    tokenizer gives for the whole text: no stray token at the seam, as tokenising `" " + target` alone leaves with
+    sentencepiece-style vocabularies ("▁" then "▁answer"). `prompt_length` lets the collator cut the prompt back out
+    for generation at validation time, so generation continues exactly the tokens training saw.
     """
 
     def __call__(self, batch: dict) -> dict:
-        s = self.settings
+        s, tokenizer = self.settings, self.tokenizer
         rows = _rows(batch)
-        end = end_token_id(self.tokenizer)
-        prompts = self.tokenizer([prompt_text(r, s) for r in rows], add_special_tokens=False)["input_ids"]
-        targets = self.tokenizer([" " + target_text(r, s) for r in rows], add_special_tokens=False)["input_ids"]
+        end = end_token_id(tokenizer)
+        start = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) else []  # Llama-style BOS
+        prompts = [prompt_text(r, s) for r in rows]
+        texts = [f"{p} {target_text(r, s)}" for p, r in zip(prompts, rows, strict=True)]
+        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
         out = {"input_ids": [], "attention_mask": [], "labels": [], "prompt_length": []}
-        for prompt, target in zip(prompts, targets, strict=True):
-            target = [*target[: s.max_target_length - 1], end]
-            prompt = prompt[-max(1, s.max_length - len(target)) :]  # keep the prompt's end, next to the answer
-            out["input_ids"].append(prompt + target)
-            out["attention_mask"].append([1] * (len(prompt) + len(target)))
-            out["labels"].append([IGNORE_INDEX] * len(prompt) + target)
-            out["prompt_length"].append(len(prompt))
+        for ids, offsets, prompt in zip(encoded["input_ids"], encoded["offset_mapping"], prompts, strict=True):
+            cut = sum(1 for _, stop in offsets if stop <= len(prompt))  # tokens wholly inside the prompt
+            target = ids[cut:][: s.max_target_length - 1]
+            target = target if target[-1:] == [end] else [*target, end]  # EOS exactly once
+            prompt_ids = [*start, *ids[:cut]][-max(1, s.max_length - len(target)) :]  # keep the prompt's end
+            out["input_ids"].append(prompt_ids + target)
+            out["attention_mask"].append([1] * (len(prompt_ids) + len(target)))
+            out["labels"].append([IGNORE_INDEX] * len(prompt_ids) + target)
+            out["prompt_length"].append(len(prompt_ids))
         return out
 
 

@@ -28,7 +28,7 @@ def tokenize_split(ds: datasets.Dataset, encoder: Encoder) -> tuple[datasets.Dat
     """Return (tokenised split, whether it came from the cache). Cache file sits next to the split's Arrow file."""
     settings = encoder.settings
     fingerprint = Hasher.hash(
-        [ds._fingerprint, tokenizer_fingerprint(encoder.tokenizer), *encoder.fingerprint_parts(), "tokenize-v2"]
+        [ds._fingerprint, tokenizer_fingerprint(encoder.tokenizer), *encoder.fingerprint_parts(), "tokenize-v3"]
     )
     cache_file = None
     if ds.cache_files:

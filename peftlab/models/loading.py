@@ -1,8 +1,12 @@
 """Load the tokenizer and the base model with the head the task needs (e.g. sequence classification)."""
 
+import re
+from pathlib import Path
+
 import torch
 import transformers
 
+from peftlab.compat import expose_past_key_values, keep_exact_4bit_layout
 from peftlab.config.schema import ModelSettings
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.errors import ConfigError
@@ -34,12 +38,48 @@ def check_max_length(model: torch.nn.Module, max_length: int, model_name: str) -
             return
 
 
+def tokenizer_error(settings: ModelSettings, source: str, err: BaseException) -> ConfigError:
+    """Any failure to build a tokenizer, as one line naming the model, the source and what to install or set."""
+    chain, cause = [], err
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
+    missing = next((e.name for e in chain if isinstance(e, ModuleNotFoundError) and e.name), None)
+    if re.search("sentencepiece|tiktoken", text, re.I):
+        # transformers reads a sentencepiece .model through the sentencepiece package; when that fails (missing, or
+        # built for a newer protobuf) it only logs why and falls back to tiktoken, whose absence is then the error.
+        reason = _sentencepiece_problem() or f"needs the {missing or 'tiktoken'!r} package (pip install tiktoken)"
+    elif missing:
+        reason = f"needs the {missing!r} package (pip install {missing})"
+    else:
+        reason = _first_line(err)
+        if not Path(source).expanduser().exists():
+            reason += " (no network? offline, use model=minilm or a *_tiny twin)"
+    return ConfigError(f"model={settings.name}: cannot load the tokenizer of {source!r}: {reason}")
+
+
+def _sentencepiece_problem() -> str | None:
+    try:
+        from sentencepiece import sentencepiece_model_pb2  # noqa: F401  (what transformers reads .model files with)
+    except ImportError:
+        return "needs the 'sentencepiece' package (pip install sentencepiece)"
+    except Exception as err:  # protobuf's "Runtime version cannot be older than the linked gencode version"
+        return f"the sentencepiece package cannot load here ({_first_line(err)})"
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def load_tokenizer(settings: ModelSettings):
-    source = settings.tokenizer or settings.name_or_path
+    source = settings.tokenizer or model_source(settings)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-    except OSError as err:
-        raise ConfigError(f"model.tokenizer: cannot load a tokenizer from {source!r} ({err})") from err
+    except Exception as err:  # OSError (not found), ImportError/ValueError (backend missing), protobuf clashes ...
+        raise tokenizer_error(settings, source, err) from err
     if tokenizer.pad_token is None:
         if settings.pad_token != "eos":
             raise ConfigError(f"model.pad_token: tokenizer of {source!r} has no pad token; set model.pad_token=eos")
@@ -50,8 +90,21 @@ def load_tokenizer(settings: ModelSettings):
 def model_source(settings: ModelSettings) -> str:
     """The folder or hub id to load; for init=random, the offline twin (its bare backbone) is written there first."""
     if settings.init == "random":
-        materialise_twin(settings.name_or_path, settings.model_type, dict(settings.config_overrides), "AutoModel")
+        materialise_twin(
+            settings.name_or_path,
+            settings.model_type,
+            dict(settings.config_overrides),
+            "AutoModel",
+            tokenizer=_plain(settings.twin_tokenizer),
+        )
     return settings.name_or_path
+
+
+def _plain(spec) -> dict | None:
+    """An OmegaConf node (or dict) as a plain dict, for the twin's spec file."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else (dict(spec) if spec else None)
 
 
 def load_base_model(
@@ -78,5 +131,6 @@ def load_base_model(
         model.config.pad_token_id = pad_token_id
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.pad_token_id = pad_token_id
+    expose_past_key_values(keep_exact_4bit_layout(model))  # upstream workarounds, see compat.py
     # from_pretrained returns eval mode; Lightning keeps sub-module modes as found, so switch dropout on.
     return model.train()

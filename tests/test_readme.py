@@ -1,0 +1,118 @@
+"""Every `python ...` command written in README.md parses and composes: documentation and configs cannot drift apart.
+
+Hydra entry points are composed with the real conf/ tree (each value of a -m sweep once) and validated as the command
+line would validate them before loading anything; the other command lines go through their own argument parsers.
+Placeholders (`<date>`, `...`) stand in for values; nothing is trained.
+"""
+
+import importlib.util
+import re
+import shlex
+
+import pytest
+from conftest import CONF, REPO
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from peftlab.config import validate
+
+README = REPO / "README.md"
+PLACEHOLDER = "PLACEHOLDER"
+HYDRA_APPS = {"train.py": "config", "evaluate.py": "evaluate", "launch_sagemaker.py": "launch_sagemaker"}
+# evaluate.py with a run folder takes model and method from that run: composed, not validated here.
+FROM_RUNS = ("adapter=", "compare=", "source=")
+
+
+def _shell_lines(text: str) -> list[str]:
+    """Lines of ```bash blocks (continuations joined) and inline `python ...` spans of the prose."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        lines += block.replace("\\\n", " ").splitlines()
+    lines += re.findall(r"`(python [^`]+)`", text)
+    return lines
+
+
+def readme_commands() -> list[list[str]]:
+    """argv lists (from `python` on) of every python command in README.md."""
+    commands = []
+    for line in _shell_lines(README.read_text()):
+        for part in line.split("&&"):
+            part = re.sub(r"<[^>]*>", PLACEHOLDER, part.split(" #")[0])
+            words = [w for w in shlex.split(part) if w not in ("...", PLACEHOLDER)]  # "<the job's overrides>"
+            if "torchrun" in words[:1]:  # torchrun <its options> train.py <overrides>
+                words = ["python", *words[next(i for i, w in enumerate(words) if w.endswith(".py")) :]]
+            while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # VAR=value python ...
+                words = words[1:]
+            if words[:1] == ["python"]:
+                commands.append(words[1:])
+    return commands
+
+
+def _sweep_points(overrides: list[str]) -> list[list[str]]:
+    """One override list per value of each `-m` sweep (a,b,c): every value composes, not every combination."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    points = [plain]
+    for o in parsed:
+        if o.is_sweep_override():
+            points += [[*plain, f"{o.get_key_element()}={value}"] for value in o.sweep_string_iterator()]
+    return points
+
+
+def _overrides(args: list[str]) -> list[str]:
+    """Hydra's flags (-m, --cfg job, --help) out; `key=<placeholder>` out (the value is the reader's)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip or arg.startswith("-"):
+            skip = arg in ("--cfg", "-c", "--package", "-p")
+            continue
+        if arg.split("=", 1)[-1] not in (PLACEHOLDER, "..."):
+            kept.append(arg)
+    return kept
+
+
+def _check_hydra_app(script: str, args: list[str]) -> None:
+    overrides = _overrides(args)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for point in _sweep_points(overrides):
+            cfg = compose(HYDRA_APPS[script], overrides=point, return_hydra_config=True)
+            if not any(o.startswith(FROM_RUNS) for o in point):
+                validate(cfg, check_files=False)  # data folders are the reader's
+
+
+def _check_module(module: str, args: list[str]) -> None:
+    if module == "peftlab.export":
+        from peftlab.export.__main__ import parse_args
+
+        parse_args([a.replace(PLACEHOLDER, "x") for a in args])
+    elif module == "peftlab.serve":
+        from peftlab.serve.__main__ import parse_args
+
+        parse_args(args)
+    elif module == "peftlab.cost":
+        from peftlab.cost import parse_args
+
+        parse_args(args)
+    elif module in ("peftlab.report", "peftlab.cloud.container"):  # one folder argument / none: the module exists
+        assert importlib.util.find_spec(module) is not None
+    else:
+        raise AssertionError(f"README runs python -m {module}: add how to check it here")
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_has_commands_of_every_kind():
+    scripts = {c[0] if c[0] != "-m" else c[1] for c in COMMANDS}
+    assert {"train.py", "evaluate.py", "launch_sagemaker.py", "peftlab.export", "peftlab.serve"} <= scripts
+    assert ["train.py", "model=deberta", "peft=lora"] in COMMANDS  # the design card's own command
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(c)[:80] for c in COMMANDS])
+def test_readme_command_composes(argv):
+    if argv[0] == "-m":
+        _check_module(argv[1], argv[2:])
+    elif argv[0] in HYDRA_APPS:
+        _check_hydra_app(argv[0], argv[1:])
+    else:  # a script of the repository (bench/...): it exists
+        assert (REPO / argv[0]).is_file(), f"README names {argv[0]}, which does not exist"
