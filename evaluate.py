@@ -3,13 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-import peftlab  # noqa: F401  (registers the config resolvers used in conf/)
-from peftlab.run.cli import run_evaluate
+from peftlab.cli import run_command
+from peftlab.conf import CONFIG_PATH
+from peftlab.run import evaluate
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    run_evaluate(cfg)
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+def main(cfg: DictConfig):
+    return run_command(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-import peftlab  # noqa: F401  (registers the config resolvers used in conf/)
-from peftlab.run.cli import run_launch
+from peftlab.cli import run_command
+from peftlab.cloud.launch import launch
+from peftlab.conf import CONFIG_PATH
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="launch_sagemaker")
-def main(cfg: DictConfig) -> None:
-    run_launch(cfg)
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="launch_sagemaker")
+def main(cfg: DictConfig):
+    return run_command(launch, cfg)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-import peftlab  # noqa: F401  (registers the config resolvers used in conf/)
-from peftlab.run.cli import run_train
+from peftlab.cli import run_command
+from peftlab.conf import CONFIG_PATH
+from peftlab.run import train
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    return run_train(cfg)
+    return run_command(train, cfg)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import peftlab  # noqa: F401  (resolvers)
+from peftlab.conf import CONF_DIR
 from peftlab.config import validate
 from peftlab.errors import ConfigError
 from peftlab.models.loading import load_base_model, load_tokenizer
@@ -35,7 +36,7 @@ LR = {"full": 1e-3, "ia3": 3e-2}  # others 1e-2
 
 
 def run_cell(family: str, method: str, steps: int, device: str) -> dict:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={family}", f"peft={method}", "paths.output_dir=unused"])
     try:
         settings = validate(cfg)
@@ -95,7 +96,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(REPO / "docs" / "methods.md"))
     args = parser.parse_args()
-    methods = sorted(p.stem for p in (REPO / "conf" / "peft").glob("*.yaml") if p.stem != "none")
+    methods = sorted(p.stem for p in (CONF_DIR / "peft").glob("*.yaml") if p.stem != "none")
     results = {(f, m): run_cell(f, m, args.steps, args.device) for f in FAMILIES for m in methods}
     cpu = f"{os.cpu_count()} CPU cores, {platform.machine()}"
     device = torch.cuda.get_device_name() if args.device == "cuda" else cpu

@@ -70,7 +70,7 @@ def overrides(args) -> list[str]:
 def run_peftlab(cfg) -> dict:
     import pytorch_lightning as pl
 
-    from peftlab.run.train import fit
+    from peftlab.run.training import fit
 
     result = fit(cfg)
     (metrics,) = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False).validate(
@@ -179,7 +179,9 @@ def main() -> None:
 def compose_config(args, seed: int):
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    from peftlab.conf import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         out = f"paths.output_dir={tempfile.mkdtemp(prefix='ours-')}"
         return compose("config", overrides=[*overrides(args), f"seed={seed}", *args.extra, out])
 

@@ -21,11 +21,12 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 import peftlab  # noqa: E402,F401  (registers resolvers)
 from peftlab.compat import prepare_process  # noqa: E402
+from peftlab.conf import CONF_DIR  # noqa: E402
 
 prepare_process()  # as the command lines do: bitsandbytes loads only when a test asks for QLoRA
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
+CONF = CONF_DIR  # peftlab/conf: the package carries its config tree
 SHARED_DATA = Path(os.environ.get("PEFTLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 # Overrides that make any composed config test-sized and quiet.

@@ -107,7 +107,7 @@ def test_open_trainer_section_passes_extra_lightning_arguments(tmp_path):
 def test_hardware_gpu_without_cuda_suggests_cpu(tmp_path):
     import torch
 
-    from peftlab.run.hardware import check_hardware
+    from peftlab.trainer.hardware import check_hardware
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

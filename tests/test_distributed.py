@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO, eval_config
 
-from peftlab.run.evaluate import evaluate
+from peftlab.run.evaluation import evaluate
 
 TRAIN_ROWS, VAL_ROWS = 64, 41  # 41: odd, so a padding sampler would score one row twice (on 42 rows)
 TINY = [

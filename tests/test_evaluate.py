@@ -7,8 +7,8 @@ import pytest
 from conftest import compose_config, eval_config, run_cli
 
 from peftlab.errors import ConfigError
-from peftlab.run.evaluate import evaluate
-from peftlab.run.train import fit
+from peftlab.run.evaluation import evaluate
+from peftlab.run.training import fit
 
 DATA = ["dataset.max_train_rows=320", "dataset.max_eval_rows=200", "seed=3"]
 
@@ -95,7 +95,7 @@ def test_s3_model_tarball_evaluates_like_the_folder(trained_run, tmp_path, local
 def test_run_encoding_is_kept_on_its_own_dataset(tmp_path):
     from omegaconf import OmegaConf
 
-    from peftlab.run.evaluate import with_run_model
+    from peftlab.run.evaluation import with_run_model
 
     run_config = tmp_path / "config.yaml"
     trained = compose_config(["dataset.max_length=24", "peft.r=4"], output_dir=tmp_path)

@@ -15,7 +15,7 @@ from peftlab.report.collect import collect_runs
 from peftlab.report.flops import training_flops
 from peftlab.report.plots import curve_figure, params_figure
 from peftlab.report.summary import summarise
-from peftlab.run.callbacks import peak_rss_mb, reset_peak_rss
+from peftlab.trainer.callbacks import peak_rss_mb, reset_peak_rss
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

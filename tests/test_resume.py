@@ -13,8 +13,8 @@ from conftest import REPO, TEST_OVERRIDES, compose_config
 
 from peftlab.config import validate
 from peftlab.errors import ConfigError
-from peftlab.run.checkpoint_io import AtomicCheckpointIO
 from peftlab.run.resume import checkpoint_to_resume
+from peftlab.trainer.checkpoint_io import AtomicCheckpointIO
 
 STEPS = 24  # 2 epochs of 12 batches: the kill lands mid-epoch, the resumed run crosses an epoch boundary
 # Dropout stays on (the twin's and LoRA's defaults): RngState puts the generators in each checkpoint, so the resumed
@@ -145,7 +145,7 @@ def test_a_crash_during_save_leaves_the_old_last_ckpt_intact(checkpoints, monkey
 
 def test_last_ckpt_is_the_latest_validation_even_when_the_metric_did_not_improve(tmp_path):
     """Lightning 2.6 writes save_last only with a new top-k checkpoint; resume=auto must not go back to the best."""
-    from peftlab.run.train import fit
+    from peftlab.run.training import fit
 
     base = [o for o in RUN if "checkpoint" not in o and "max_steps" not in o]
     frozen = ["peft.lr=1e-12", "trainer.max_epochs=3", "trainer.max_steps=-1"]  # the same accuracy every epoch

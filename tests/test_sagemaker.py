@@ -10,7 +10,7 @@ import tarfile
 import time
 
 import pytest
-from conftest import REPO, compose_config
+from conftest import CONF, REPO, compose_config
 from omegaconf import OmegaConf
 
 from peftlab.cloud.cost import estimate, format_table, load_prices
@@ -208,8 +208,8 @@ def test_launch_creates_the_job_in_moto_with_the_real_sdk(moto_endpoint, tmp_pat
         names = set(tar.getnames())
         composed = OmegaConf.create(tar.extractfile("peftlab_job_config.yaml").read().decode())
         blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
-    assert {"train.py", "pyproject.toml", "peftlab/run/train.py", "peftlab/cloud/container.py",
-            "conf/config.yaml", "conf/hardware/g4dn_spot.yaml"} <= names  # fmt: skip
+    assert {"train.py", "pyproject.toml", "peftlab/run/training.py", "peftlab/cloud/container.py",
+            "peftlab/conf/config.yaml", "peftlab/conf/hardware/g4dn_spot.yaml"} <= names  # fmt: skip
     assert not any("__pycache__" in n or n.startswith((".env", "outputs")) for n in names)
     assert composed.model.name == "deberta_v3_tiny" and composed.trainer.max_steps == 40 and composed.peft.r == 4
     assert composed.hardware.instance_type == "ml.g4dn.xlarge" and SECRET.encode() not in blob
@@ -224,7 +224,7 @@ def test_secret_looking_overrides_and_environment_are_refused(tmp_path):
     from peftlab.config import validate
 
     aws = AwsSettings("b-ucket", ROLE, "us-east-1")
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         overrides = ["hardware=g4dn_spot", "sagemaker.image_uri=img", f"paths.output_dir={tmp_path}",
                      f"+sagemaker.environment.HF_TOKEN={SECRET}"]  # fmt: skip
         cfg = compose("launch_sagemaker", overrides=overrides)
@@ -241,7 +241,7 @@ def test_secret_looking_overrides_and_environment_are_refused(tmp_path):
 def test_a_runs_report_carries_its_cost_on_a_priced_instance():
     from peftlab.cloud.cost import run_cost
 
-    prices = OmegaConf.load(REPO / "conf" / "cost" / "sagemaker.yaml")
+    prices = OmegaConf.load(CONF / "cost" / "sagemaker.yaml")
     report = {"global_step": 56_850, "train_time_s": 56_850 * 0.20, "fit_time_s": 56_850 * 0.20}
     cost = run_cost(prices, "ml.p3.2xlarge", 1, report)
     assert cost["seconds_per_step"] == 0.2 and round(cost["on_demand_usd"], 2) == 12.08

@@ -12,7 +12,7 @@ import transformers
 from conftest import compose_config
 
 from peftlab.errors import ConfigError
-from peftlab.run.train import fit
+from peftlab.run.training import fit
 from peftlab.serve.__main__ import main as serve_main
 from peftlab.serve.server import AdapterServer
 
@@ -110,9 +110,10 @@ def test_cli_predict_prints_every_adapter(runs, capsys):
 
 
 def test_cli_reports_other_base_in_one_line(runs, capsys):
-    code = serve_main(["predict", "--adapter", f"a={runs / 'pos_a'}", "--adapter", f"b={runs / 'other'}", "x"])
+    with pytest.raises(SystemExit) as exit_:
+        serve_main(["predict", "--adapter", f"a={runs / 'pos_a'}", "--adapter", f"b={runs / 'other'}", "x"])
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and last_line.startswith("error: adapter b ") and "bloom_tiny" in last_line
+    assert exit_.value.code == 2 and last_line.startswith("error: adapter b ") and "bloom_tiny" in last_line
 
 
 def test_http_json_api(server):

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from peftlab.conf import CONF_DIR
 from peftlab.config.checks import SettingError, check
 from peftlab.errors import ConfigError
 
-DEFAULT_PRICES = Path(__file__).resolve().parents[2] / "conf" / "cost" / "sagemaker.yaml"
+DEFAULT_PRICES = CONF_DIR / "cost" / "sagemaker.yaml"
 
 
 @dataclass

@@ -10,7 +10,7 @@ from peftlab.cloud.settings import redact
 REPO = Path(__file__).resolve().parents[2]
 # What `pip install .` and `python train.py ...` need in the container; nothing else of the work tree travels
 # (no outputs/, caches, .env or .git).
-INCLUDE = ("pyproject.toml", "README.md", "train.py", "evaluate.py", "peftlab", "conf")
+INCLUDE = ("pyproject.toml", "README.md", "train.py", "evaluate.py", "peftlab")  # the config tree is peftlab/conf
 SKIP = ("__pycache__", ".pyc", ".egg-info")
 COMPOSED = "peftlab_job_config.yaml"  # the composition launch_sagemaker.py saw, for the record and for checks
 

@@ -10,14 +10,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from peftlab.config import validate
 from peftlab.errors import ConfigError
-from peftlab.export.card import model_card, read_metrics
+from peftlab.export.card import model_card
 from peftlab.export.merge import DTYPES, MERGERS, NOT_MERGEABLE, WHOLE_MODEL, MergedModel
 from peftlab.models.params import folder_bytes
-from peftlab.run.artifacts import locate_adapter
+from peftlab.run.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +43,15 @@ class ExportResult:
 
 def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str = "float32") -> ExportResult:
     """Write the run's model to `out` (a new folder): merged (plain transformers) or the adapter alone."""
-    adapter, run_config = locate_adapter(str(run))
-    if run_config is None:
+    adapter, run_dir = RunDir.of_adapter(run)
+    if run_dir is None:
         raise ConfigError(f"run={run}: no config.yaml beside {adapter}; export needs the training run's folder")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype}: allowed are {', '.join(DTYPES)}")
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"out={out}: exists and is not an empty folder; choose a new one")
-    settings = validate(OmegaConf.load(run_config), check_files=False)
+    settings = validate(run_dir.read_config(), check_files=False)
     method = settings.peft.method
     message = None
     if merge and method in NOT_MERGEABLE:
@@ -74,7 +72,8 @@ def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str 
             _copy_adapter(adapter, tmp)
             kind, what, notes = ADAPTER_KINDS.get(method, "peft"), _adapter_text(method, run), []
             notes += [message] if message else []
-        card = model_card(settings, read_metrics(run_config.parent), kind, str(out), what, notes)
+        metrics = run_dir.read_metrics() if run_dir.metrics.is_file() else None
+        card = model_card(settings, metrics, kind, str(out), what, notes)
         (tmp / "README.md").write_text(card)
         if out.exists():
             out.rmdir()  # empty (checked above)

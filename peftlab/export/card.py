@@ -161,11 +161,6 @@ def model_card(
     return "\n\n".join(parts) + "\n"
 
 
-def read_metrics(run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def _number(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 

@@ -1,1 +1,32 @@
-"""Run stage: assemble the Trainer from config, fit, and write the run's outputs."""
+"""Run stage: train(cfg) and evaluate(cfg), what train.py and evaluate.py call.
+
+Both validate first, so a bad value fails in about a second, before torch, Lightning and transformers are imported
+(the modules below import them).
+"""
+
+from omegaconf import DictConfig
+
+from peftlab.config import validate
+
+
+def train(cfg: DictConfig) -> float | None:
+    """One training run; returns its best validation metric (the value a sweeper optimises)."""
+    settings = validate(cfg)
+    from peftlab.run import distributed, training
+
+    if distributed.needs_own_process_group(settings):  # a -m sweep job on several processes
+        return distributed.run_as_process_group()
+    return training.fit(cfg, settings).best_metric
+
+
+def evaluate(cfg: DictConfig) -> list[dict]:
+    """Score trained runs and/or base models on cfg.dataset; one row of metrics each.
+
+    With adapter=/compare=/source= the model and method come from each run's config.yaml, so the command line's
+    model= is not checked up front (each run's merged config is validated before anything loads).
+    """
+    if not any(cfg.get(key) for key in ("adapter", "compare", "source")):
+        validate(cfg)
+    from peftlab.run import evaluation
+
+    return evaluation.evaluate(cfg)

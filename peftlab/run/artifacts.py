@@ -45,17 +45,3 @@ def _download_s3(bucket: str, key: str, destination: Path, source: str) -> None:
         boto3.client("s3").download_file(bucket, key, str(destination))
     except (BotoCoreError, ClientError) as err:
         raise ConfigError(f"source={source}: download failed ({err})") from err
-
-
-ADAPTER_FILES = ("adapter_config.json", "parallel_adapter_config.json", "config.json")
-
-
-def locate_adapter(path: str) -> tuple[Path, Path | None]:
-    """(adapter folder, the training run's config.yaml or None) for a run folder or an adapter folder."""
-    folder = Path(path).expanduser()
-    if (folder / "adapter").is_dir():
-        folder = folder / "adapter"
-    if not any((folder / name).is_file() for name in ADAPTER_FILES):
-        raise ConfigError(f"adapter={path}: no adapter here (expected a run folder with adapter/, or {ADAPTER_FILES})")
-    run_config = folder.parent / "config.yaml"
-    return folder, run_config if run_config.is_file() else None

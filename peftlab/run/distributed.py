@@ -1,6 +1,5 @@
 """Runs on several processes: the effective batch size, and multirun jobs launched as their own process group."""
 
-import json
 import logging
 import math
 import os
@@ -8,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
 from peftlab.errors import PeftlabError
+from peftlab.run.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +44,13 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def train_job(cfg: DictConfig) -> float | None:
-    """What train.py runs: in-process, except a `-m` sweep job that needs several processes (see below)."""
-    hw = cfg.hardware
-    devices = OmegaConf.to_object(hw.devices) if OmegaConf.is_config(hw.devices) else hw.devices
-    processes = processes_per_node(hw.accelerator, devices) * hw.num_nodes
-    if processes > 1 and in_multirun():
-        return run_as_process_group(processes)
-    from peftlab.run.train import train
-
-    return train(cfg)
+def needs_own_process_group(settings) -> bool:
+    """A `-m` sweep job that Lightning would run on several processes (see run_as_process_group)."""
+    hw = settings.hardware
+    return processes_per_node(hw.accelerator, hw.devices) * hw.num_nodes > 1 and in_multirun()
 
 
-def run_as_process_group(processes: int) -> float | None:
+def run_as_process_group() -> float | None:
     """Run this sweep job as a plain (non -m) `train.py` in its own process, whose launcher starts the other ranks.
 
     Lightning starts ranks 1.. by re-running sys.argv; under `-m` that is the whole sweep, so each rank would start
@@ -74,13 +66,13 @@ def run_as_process_group(processes: int) -> float | None:
     task = list(hydra.overrides.task)
     # output_subdir=null: the sweep has already written this job's .hydra/ record (mode, job number); keep it.
     command = [*_script_command(), *task, f"hydra.run.dir={_quoted(str(out))}", "hydra.output_subdir=null"]
-    log.info("sweep job %s on %d processes, as its own process group: %s", hydra.job.num, processes, " ".join(task))
+    log.info("sweep job %s on several processes, as its own process group: %s", hydra.job.num, " ".join(task))
     proc = subprocess.run(command, cwd=hydra.runtime.cwd, env=dict(os.environ), check=False)
     if proc.returncode != 0:
         raise PeftlabError(
             f"sweep job {hydra.job.num} ({' '.join(task)}) failed with exit code {proc.returncode}; its log: {out}"
         )
-    report = json.loads((out / "metrics.json").read_text())
+    report = RunDir(out).read_metrics()
     return report["best"][report["monitor"]] if report.get("best") else None
 
 

@@ -1,16 +1,75 @@
 """What every run leaves behind: adapter/ (peft format, or the full model), metrics.json, a summary table."""
 
-import json
 import logging
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from peftlab.config import RunSettings
+from peftlab.models.methods import save_trained
 from peftlab.models.params import count_parameters, folder_bytes
+from peftlab.run.rundir import RunDir
+from peftlab.trainer.build import run_stats
+from peftlab.trainer.tracking import log_config, log_run_end
 
 log = logging.getLogger(__name__)
+
+
+def record_start(run: RunDir, cfg: DictConfig, trainer: pl.Trainer, batch: dict, resumed: bool) -> None:
+    """Before fit, rank 0: config.yaml, the config as the trackers' hyper-parameters, the effective batch size."""
+    run.write_config(cfg)
+    log_config(trainer.loggers, cfg, resumed=resumed)
+    log.info(
+        "effective batch size %d = %d per device × %d devices × %d nodes × %d accumulated",
+        *(batch[k] for k in ("total", "per_device", "devices", "num_nodes", "accumulate_grad_batches")),
+    )
+
+
+def write_outputs(run: RunDir, settings: RunSettings, cfg: DictConfig, trainer: pl.Trainer, module, tokenizer,
+                  head: list[str], base_memory: dict, batch: dict) -> dict | None:  # fmt: skip
+    """After fit: the best validation weights into the module, then (rank 0) adapter/, metrics.json, the trackers'
+    summary and the final table. Returns the metrics report (None on other ranks)."""
+    kept = trainer.checkpoint_callbacks  # the one with a monitor keeps the best; last_checkpoint only the latest
+    checkpoint = next((c for c in kept if c.monitor), kept[0] if kept else None)
+    best_path = checkpoint.best_model_path if checkpoint is not None else ""
+    if best_path:
+        load_trainable_weights(module, best_path)  # adapter/ holds the best validation checkpoint
+    if not trainer.is_global_zero:
+        return None
+    save_trained(module.model, settings.peft, head, run.adapter)
+    tokenizer.save_pretrained(run.adapter)
+    monitored = checkpoint is not None and checkpoint.monitor
+    report = build_metrics_report(
+        settings=settings,
+        module=module,
+        stats=run_stats(trainer),
+        monitor=checkpoint.monitor if monitored else f"val/{settings.dataset.metric}",
+        mode=checkpoint.mode if monitored else "max",
+        adapter_dir=run.adapter,
+        best_checkpoint=best_path or None,
+        base_memory=base_memory,
+        global_step=trainer.global_step,
+        epochs=trainer.current_epoch,
+    )
+    report["effective_batch_size"] = batch["total"]
+    report["batch"] = batch
+    report["cost"] = _cost(cfg, settings, report)
+    run.write_metrics(report)
+    log_run_end(trainer.loggers, report, run.adapter)  # summary metrics, adapter/ as an artifact, tracker closed
+    print_summary(report, run.root)
+    return report
+
+
+def _cost(cfg: DictConfig, settings: RunSettings, report: dict) -> dict | None:
+    """On a priced SageMaker instance: measured s/step and what the fit cost (the cost group's price table)."""
+    from peftlab.cloud.cost import run_cost
+
+    hw = settings.hardware
+    return run_cost(cfg.get("cost"), hw.instance_type, hw.instance_count, report)
 
 
 def load_trainable_weights(module: torch.nn.Module, checkpoint_path: str) -> None:
@@ -57,10 +116,6 @@ def build_metrics_report(
         "epochs": epochs,
         **stats.summary(),
     }
-
-
-def write_metrics(report: dict, path: Path) -> None:
-    path.write_text(json.dumps(report, indent=2))
 
 
 def print_summary(report: dict, output_dir: Path) -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from peftlab.config import RunSettings
 from peftlab.errors import ConfigError
+from peftlab.run.rundir import LAST
 
 log = logging.getLogger(__name__)
 
-LAST = "last.ckpt"  # callbacks.last_checkpoint writes it after every validation (and SaveOnSigterm on SIGTERM)
 LIGHTNING_NAMES = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
 
 

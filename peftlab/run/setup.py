@@ -10,7 +10,7 @@ from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.data.datamodule import TextDataModule
 from peftlab.models.loading import check_max_length, load_base_model, load_tokenizer
 from peftlab.models.methods import load_kwargs_for
-from peftlab.run.hardware import check_hardware
+from peftlab.trainer.hardware import check_hardware
 
 
 @dataclass

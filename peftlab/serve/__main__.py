@@ -7,8 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from peftlab.compat import prepare_process
-from peftlab.errors import PeftlabError
+from peftlab.cli import run_command
 from peftlab.serve.server import AdapterServer
 
 
@@ -62,16 +61,14 @@ def predict(server: AdapterServer, text: str, only: str | None, as_json: bool) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    prepare_process()  # bitsandbytes only for QLoRA; no upstream noise (compat.py)
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        server = load_server(args.adapter)
-        if args.command == "predict":
-            predict(server, args.text, args.use, args.json)
-            return 0
-    except PeftlabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(serve, parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    server = load_server(args.adapter)
+    if args.command == "predict":
+        predict(server, args.text, args.use, args.json)
+        return 0
     import uvicorn
 
     from peftlab.serve.app import create_app

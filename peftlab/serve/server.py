@@ -15,7 +15,6 @@ from pathlib import Path
 import peft
 import torch
 import transformers
-from omegaconf import OmegaConf
 
 from peftlab.config import ModelSettings, RunSettings, validate
 from peftlab.config.tasks import LABELLED_SHAPES
@@ -25,7 +24,7 @@ from peftlab.data.formatting import required_columns, row_from_text
 from peftlab.errors import ConfigError
 from peftlab.models.loading import AUTO_CLASSES, load_tokenizer, model_source
 from peftlab.modules.generation import generate_answers
-from peftlab.run.artifacts import locate_adapter
+from peftlab.run.rundir import RunDir
 
 # Methods whose output is a peft adapter folder (what load_adapter reads); others save whole models or our format.
 SERVABLE_METHODS = ("lora", "qlora", "ia3", "prefix")
@@ -77,10 +76,10 @@ class AdapterServer:
         self._lock = threading.Lock()  # set_adapter changes shared state: one request at a time
 
     def add_adapter(self, name: str, path: str | Path) -> ServedAdapter:
-        folder, run_config = locate_adapter(str(path))
-        if run_config is None:
+        folder, run = RunDir.of_adapter(path)
+        if run is None:
             raise ConfigError(f"adapter {name}={path}: no config.yaml beside it; pass the training run's folder")
-        settings = validate(OmegaConf.load(run_config), check_files=False)
+        settings = validate(run.read_config(), check_files=False)
         if settings.peft.method not in SERVABLE_METHODS:
             raise ConfigError(
                 f"adapter {name}: method {settings.peft.method!r} saves no peft adapter; "

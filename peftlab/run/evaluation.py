@@ -5,7 +5,6 @@ import json
 import logging
 from pathlib import Path
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -14,9 +13,10 @@ from peftlab.config import validate
 from peftlab.data.encoders import FINGERPRINT_KEYS
 from peftlab.models.methods import apply_method, load_trained
 from peftlab.modules import build_module
-from peftlab.run.artifacts import fetch_artifact, locate_adapter
-from peftlab.run.hardware import resolve_precision
+from peftlab.run.artifacts import fetch_artifact
+from peftlab.run.rundir import RunDir
 from peftlab.run.setup import prepare_job
+from peftlab.trainer.build import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,7 @@ def score(cfg: DictConfig, adapter_folder: Path | None) -> tuple[dict, list[dict
     else:
         model = load_trained(base, settings.peft, adapter_folder)
     module = build_module(settings, model, job.tokenizer)
-    trainer = pl.Trainer(
-        accelerator=settings.hardware.accelerator,
-        devices=1,
-        precision=resolve_precision(settings.hardware),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=bool(cfg.trainer.get("enable_progress_bar")),
-        limit_val_batches=settings.trainer.limit_val_batches,
-    )
+    trainer = build_trainer(cfg, settings, evaluation=True)  # cfg.trainer: +trainer.<arg> overrides apply
     (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     row = {
         "model": settings.model.name,
@@ -76,24 +68,25 @@ def score(cfg: DictConfig, adapter_folder: Path | None) -> tuple[dict, list[dict
 
 def evaluate(cfg: DictConfig) -> list[dict]:
     """adapter=..., peft=none (base), or compare=[...]: one row each, written as JSON, CSV and markdown."""
+    out = RunDir(cfg.paths.output_dir)
     if cfg.get("source"):  # an artifact (e.g. SageMaker's s3://.../model.tar.gz): unpack, then as a run folder
-        entries = [str(fetch_artifact(cfg.source, str(Path(cfg.paths.output_dir) / "artifact")))]
+        entries = [str(fetch_artifact(cfg.source, str(out.root / "artifact")))]
     elif cfg.get("compare"):
         entries = list(cfg.compare)
     else:
         entries = [cfg.adapter if cfg.get("adapter") else "base"]
     rows, first_run_config = [], None
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out.root.mkdir(parents=True, exist_ok=True)
     for i, entry in enumerate(entries):
         if entry == "base":  # the untrained base of the first run compared (or of model=)
             row, predictions = score(with_run_model(_as_base(cfg), first_run_config, use_method=False), None)
         else:
-            folder, run_config = locate_adapter(str(entry))
+            folder, run = RunDir.of_adapter(str(entry))
+            run_config = run.config if run is not None else None
             first_run_config = first_run_config or run_config
             row, predictions = score(with_run_model(cfg, run_config), folder)
         if predictions:  # generated text, next to its reference, for reading what the numbers mean
-            row["predictions"] = str(out / f"predictions-{i}.jsonl")
+            row["predictions"] = str(out.predictions(i))
             Path(row["predictions"]).write_text("".join(json.dumps(p) + "\n" for p in predictions))
         rows.append(row)
     write_table(rows, out)
@@ -106,24 +99,24 @@ def _as_base(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(plain)
 
 
-def write_table(rows: list[dict], out: Path) -> None:
+def write_table(rows: list[dict], out: RunDir) -> None:
     metrics = sorted({k for row in rows for k in row if k.startswith("val/")})
     columns = ["model", "method", "adapter", "dataset", "rows", *metrics]
-    (out / "eval_metrics.json").write_text(json.dumps(rows, indent=2))
-    with (out / "compare.csv").open("w", newline="") as fh:
+    out.eval_metrics.write_text(json.dumps(rows, indent=2))
+    with out.compare_csv.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
-    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    out.compare_md.write_text("\n".join(lines) + "\n")
     table = Table(title="peftlab evaluation")
     for column in columns:
         table.add_column(column, justify="right" if column.startswith("val/") or column == "rows" else "left")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     Console().print(table)
-    log.info("wrote %s, %s, %s", out / "eval_metrics.json", out / "compare.csv", out / "compare.md")
+    log.info("wrote %s, %s, %s", out.eval_metrics, out.compare_csv, out.compare_md)
 
 
 def _cell(value) -> str:
