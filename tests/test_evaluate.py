@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from conftest import compose_config, eval_config, run_cli
@@ -102,3 +103,16 @@ def test_run_encoding_is_kept_on_its_own_dataset(tmp_path):
     OmegaConf.save(trained, run_config, resolve=True)
     cfg = with_run_model(eval_config(["dataset.max_eval_rows=10"], tmp_path), run_config)
     assert cfg.dataset.max_length == 24 and cfg.dataset.max_eval_rows == 10 and cfg.peft.r == 4
+
+
+def test_evaluate_honours_trainer_overrides(tmp_path, write_jsonl):
+    """evaluate.py builds its Trainer from cfg.trainer too: `+trainer.fast_dev_run=1` scores one batch only."""
+    rows = [{"question": f"Who wears number {i}?", "context": "table: players\ncolumns: name, number",
+             "answer": f"SELECT name FROM players WHERE number = {i}"} for i in range(12)]  # fmt: skip
+    folder = write_jsonl(rows)
+    data = ["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={folder}", "dataset.eval_batch_size=4",
+            "dataset.generation.max_new_tokens=2"]  # fmt: skip
+    (whole,) = evaluate(eval_config(data, tmp_path / "all"))
+    (one,) = evaluate(eval_config([*data, "+trainer.fast_dev_run=1"], tmp_path / "one"))
+    lines = [len(Path(row["predictions"]).read_text().splitlines()) for row in (whole, one)]
+    assert lines == [12, 4]

@@ -206,3 +206,39 @@ def test_evaluate_reproduces_a_generation_runs_recorded_metric(tmp_path, write_j
     assert row["val/exact_match"] == pytest.approx(best["val/exact_match"], abs=1e-6)
     predictions = [json.loads(line) for line in Path(row["predictions"]).read_text().splitlines()]
     assert len(predictions) == 16 and predictions[0]["reference"] == "SELECT name FROM players WHERE number = 0"
+
+
+# --- a new task from one YAML file: distractor generation on RACE ------------------------------------------------
+
+
+def _race_rows(n: int) -> list[dict]:
+    """Rows in the hub's columns (ehovy/race): the answer letter marks one of four options."""
+    items = ["apples", "shoes", "a bicycle", "books", "bread", "a kite"]
+    rows = []
+    for i in range(n):
+        options = [items[(i + k) % len(items)] for k in range(4)]
+        rows.append({"example_id": f"high{i}.txt", "article": f"Tom went to the market and bought {options[i % 4]}.",
+                     "question": "What did Tom buy?", "options": options, "answer": "ABCD"[i % 4]})  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize("model", ["gpt2_tiny", "t5_tiny"])
+def test_distractor_generation_is_one_dataset_file(model, tmp_path, write_jsonl):
+    """dataset=race_distractors (peftlab/conf/dataset/race_distractors.yaml alone): each wrong option is a target."""
+    rows = _race_rows(6)
+    folder = write_jsonl(rows)
+    overrides = ["dataset=race_distractors", f"model={model}", f"dataset.data_dir={folder}", "dataset.max_length=256"]
+    dm, settings = _datamodule(tmp_path, overrides)
+    assert settings.dataset.task == "generation" and len(dm.train_dataset) == 3 * len(rows)
+    batch = dm.collator([dm.train_dataset[i] for i in range(3)])  # the first row's three examples
+    tok = dm.tokenizer
+    right = rows[0]["options"][0]
+    wrong = [tok.decode([t for t in labels if t != IGNORE_INDEX], skip_special_tokens=True).strip()
+             for labels in batch["labels"].tolist()]  # fmt: skip
+    assert wrong == rows[0]["options"][1:]  # the three distractors, in order, never the right answer
+    prompt_ids = batch["prompt_input_ids"][0] if settings.shape == "causal" else batch["input_ids"][0]
+    prompt = tok.decode(prompt_ids, skip_special_tokens=True)
+    assert f"Correct answer: {right}" in prompt and "What did Tom buy?" in prompt and "Tom went to the market" in prompt
+    run = tmp_path / "run"
+    result = fit(compose_config([*overrides, "trainer.max_epochs=1", "dataset.generation.max_new_tokens=4"], run))
+    assert "val/rougeL" in result.report["best"] and result.report["dataset"] == "race_distractors"

@@ -16,7 +16,6 @@ class DatasetSettings:
     task: str = "classification"
     hub_id: str | None = None
     hub_config: str | None = None
-    local_name: str | None = None
     data_dir: str | None = None
     generator: dict[str, Any] | None = None
     # classification: text (+ pair) -> label. multiple_choice: text = the question, optional context
@@ -45,8 +44,9 @@ class DatasetSettings:
     batch_size: int = 32
     eval_batch_size: int = 64
     # Training batches of similar lengths (data/sampling.py: shuffled, sorted within mega-batches of
-    # `group_batches` batches, then the batches shuffled): less padding per step on data with varied lengths.
-    group_by_length: bool = False
+    # `group_batches` batches, then the batches shuffled): less padding per step on data with varied lengths
+    # (bench/README.md). Off only where rows are all about as long (demo).
+    group_by_length: bool = True
     group_batches: int = 50
     num_workers: int = 0
     metric: str = "accuracy"

@@ -2,6 +2,7 @@
 
 from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.formatting import choices_of, required_columns
+from peftlab.data.labels import label_in_set
 from peftlab.data.sources import RawSplit
 from peftlab.errors import DataError
 
@@ -25,14 +26,14 @@ def check_split(raw: RawSplit, settings: DatasetSettings) -> None:
         raise DataError(f"{raw.origin}: the split is empty")
     text_columns = needed if settings.task == "generation" else needed[:-1]
     for column in text_columns:
-        if column == settings.choices_column:
+        if column in (settings.choices_column, settings.label_column):
             continue
         for row, text in enumerate(ds[column]):
             if not isinstance(text, str):
                 raise DataError(f"{_where(raw, row)}: '{column}' is {text!r}, expected text")
-    if settings.task == "multiple_choice":
+    if settings.choices_column in needed:
         _check_choices(raw, settings)
-    if settings.task != "generation":
+    if settings.label_column in needed:
         _check_labels(raw, settings)
 
 
@@ -57,16 +58,3 @@ def _check_labels(raw: RawSplit, settings: DatasetSettings) -> None:
                 f"{_where(raw, row)}: label {value!r} is not in the label set "
                 f"{names} (ids 0..{len(names) - 1} or these names)"
             )
-
-
-def label_in_set(value: object, names: list[str]) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return 0 <= value < len(names)
-    return isinstance(value, str) and value in names
-
-
-def label_id(value: object, names: list[str]) -> int:
-    """Labels may be ids (hub convention) or names; both map to the id (checked beforehand)."""
-    return names.index(value) if isinstance(value, str) else int(value)

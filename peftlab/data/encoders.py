@@ -6,8 +6,8 @@ Each encoder's class name and the settings in FINGERPRINT_KEYS make up the token
 from dataclasses import dataclass
 
 from peftlab.config.dataset_schema import DatasetSettings
-from peftlab.data.checks import label_id
-from peftlab.data.formatting import choice_question, choices_of, prompt_text, target_text
+from peftlab.data.formatting import choice_question, choices_of, prompt_text, target_texts
+from peftlab.data.labels import label_id
 from peftlab.errors import ConfigError
 
 IGNORE_INDEX = -100  # labels the loss skips (prompt tokens, padding), as in torch's cross_entropy
@@ -78,10 +78,10 @@ class Seq2SeqRows(Encoder):
 
     def __call__(self, batch: dict) -> dict:
         s = self.settings
-        rows = _rows(batch)
-        encoded = self.tokenizer([prompt_text(r, s) for r in rows], truncation=True, max_length=s.max_length)
+        pairs = [(prompt_text(r, s), t) for r in _rows(batch) for t in target_texts(r, s)]  # one example per target
+        encoded = self.tokenizer([p for p, _ in pairs], truncation=True, max_length=s.max_length)
         end = end_token_id(self.tokenizer)
-        targets = self.tokenizer([target_text(r, s) for r in rows], add_special_tokens=False)["input_ids"]
+        targets = self.tokenizer([t for _, t in pairs], add_special_tokens=False)["input_ids"]
         encoded["labels"] = [[*t[: s.max_target_length - 1], end] for t in targets]
         return encoded
 
@@ -98,11 +98,11 @@ class CausalRows(Encoder):
 
     def __call__(self, batch: dict) -> dict:
         s, tokenizer = self.settings, self.tokenizer
-        rows = _rows(batch)
         end = end_token_id(tokenizer)
         start = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) else []  # Llama-style BOS
-        prompts = [prompt_text(r, s) for r in rows]
-        texts = [f"{p} {target_text(r, s)}" for p, r in zip(prompts, rows, strict=True)]
+        pairs = [(prompt_text(r, s), t) for r in _rows(batch) for t in target_texts(r, s)]  # one example per target
+        prompts = [p for p, _ in pairs]
+        texts = [f"{p} {t}" for p, t in pairs]
         encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
         out = {"input_ids": [], "attention_mask": [], "labels": [], "prompt_length": []}
         for ids, offsets, prompt in zip(encoded["input_ids"], encoded["offset_mapping"], prompts, strict=True):
