@@ -1,5 +1,5 @@
-"""SageMaker launch without AWS: the cost table, settings and their errors, the dry run, and a real launch through
-the SDK v3 ModelTrainer against moto's server on 127.0.0.1."""
+"""SageMaker launch without AWS: the cost table, the sagemaker group, settings and their errors, the dry run, a real
+launch through the SDK v3 ModelTrainer against moto's server on 127.0.0.1, and a local run that imports none of it."""
 
 import json
 import os
@@ -11,16 +11,43 @@ import time
 
 import pytest
 from conftest import CONF, REPO, compose_config
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from peftlab.cloud.cost import estimate, format_table, load_prices
+from peftlab.cli import run_command
 from peftlab.cloud.settings import MissingSettingError, resolve_aws_settings
+from peftlab.config.sagemaker_schema import sagemaker_settings
+from peftlab.cost import estimate, format_table, load_prices, priced_instance
+from peftlab.cost.__main__ import cost
 from peftlab.errors import ConfigError
 
 ROLE = "arn:aws:iam::123456789012:role/peftlab-sagemaker"
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYSECRETKEY"  # secret-looking: must never be printed or saved
 # Keeps the test machine's own AWS settings (profile, region, a real .env) out of every subprocess here.
 CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PEFTLAB_BUCKET", "PEFTLAB_SAGEMAKER"))}
+# What `python -m peftlab.cost --steps 56850 ml.p3.2xlarge=0.20 ml.g4dn.xlarge=0.35` printed before it was a Hydra app.
+SEED_000_TABLE = """\
+| instance | s/step | steps | hours | on-demand | spot |
+|---|---:|---:|---:|---:|---:|
+| ml.p3.2xlarge | 0.20 | 56,850 | 3.16 h | $12.08 | $3.63 |
+| ml.g4dn.xlarge | 0.35 | 56,850 | 5.53 h | $4.16 | $1.25 |
+
+Prices (us-east-1, as of 2024-06-01): ml.p3.2xlarge $3.825/h on-demand, $1.15/h spot; ml.g4dn.xlarge $0.7525/h \
+on-demand, $0.2258/h spot.
+"""
+SAGEMAKER_OPTIONS = sorted(p.stem for p in (CONF / "sagemaker").glob("*.yaml"))
+
+
+def launch_config(overrides: list[str]):
+    """conf/launch_sagemaker.yaml composed with overrides, as launch_sagemaker.py composes it."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("launch_sagemaker", overrides=overrides)
+
+
+def cost_config(overrides: list[str]):
+    """conf/cost.yaml composed with overrides, as `python -m peftlab.cost` composes it."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("cost", overrides=overrides)
 
 
 def test_cost_table_reproduces_seed_000():
@@ -34,21 +61,63 @@ def test_cost_table_reproduces_seed_000():
     assert "ml.g4dn.xlarge $0.7525/h on-demand, $0.2258/h spot" in text and f"as of {table.as_of}" in text
 
 
-def test_cost_cli_prints_the_table_and_names_unknown_instances():
-    cmd = [sys.executable, "-m", "peftlab.cost", "--steps", "56850", "ml.p3.2xlarge=0.20", "ml.g4dn.xlarge=0.35"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
+def test_cost_cli_prints_the_table_and_names_unknown_instances(tmp_path):
+    """The Hydra command line gives the figures the argparse one gave, and writes no run folder."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "peftlab.cost",
+        "steps=56850",
+        "seconds_per_step={ml.p3.2xlarge:0.20,ml.g4dn.xlarge:0.35}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "| ml.g4dn.xlarge | 0.35 | 56,850 | 5.53 h | $4.16 | $1.25 |" in out.stdout
-    bad = subprocess.run([*cmd[:5], "ml.x9.huge=1"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout == SEED_000_TABLE
+    assert list(tmp_path.iterdir()) == []  # a read-only command: no outputs/ or .hydra/
+    bad = subprocess.run([*cmd[:4], "seconds_per_step={ml.x9.huge:1}"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "instance_type=ml.x9.huge: no price in the cost table" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cost_app_composes_its_arguments(tmp_path, capsys):
+    args = ["steps=56850", "seconds_per_step={ml.p3.2xlarge:0.20,ml.g4dn.xlarge:0.35}"]
+    assert run_command(cost, cost_config(args)) + "\n" == SEED_000_TABLE
+    other = tmp_path / "prices.yaml"  # prices=<yaml>: another table, same layout
+    other.write_text(
+        "as_of: '2025-01-01'\nregion: eu-west-1\ninstances:\n  ml.p3.2xlarge: {on_demand: 4.0, spot: 1.2}\n"
+    )
+    text = run_command(cost, cost_config([*args[:1], "seconds_per_step={ml.p3.2xlarge:0.20}", f"prices={other}"]))
+    assert "| ml.p3.2xlarge | 0.20 | 56,850 | 3.16 h | $12.63 | $3.79 |" in text and "as of 2025-01-01" in text
+    two = run_command(cost, cost_config([*args[:1], "seconds_per_step={ml.p3.2xlarge:0.20}", "instance_count=2"]))
+    assert "| 2 × ml.p3.2xlarge | 0.20 | 56,850 | 3.16 h | $24.16 | $7.26 |" in two
+    capsys.readouterr()
+    for bad, message in [
+        (["steps=56850"], "give steps=N and seconds per step per instance type"),
+        (["steps=0", "seconds_per_step={ml.p3.2xlarge:0.2}"], "steps=0: an integer >= 1"),
+        (["steps=9", "seconds_per_step=0.2"], "seconds_per_step=0.2: a mapping"),
+        (
+            ["steps=9", "seconds_per_step={ml.p3.2xlarge:fast}"],
+            "seconds_per_step='fast' for ml.p3.2xlarge: a number > 0",
+        ),
+        ([f"run={tmp_path}"], f"run={tmp_path}: no metrics.json"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            run_command(cost, cost_config(bad))
+        assert exited.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, (bad, err)
 
 
 def test_cost_from_a_run_folder_uses_its_measured_seconds_per_step(tmp_path, capsys):
     (tmp_path / "metrics.json").write_text(json.dumps({"global_step": 100, "train_time_s": 35.0, "epochs": 2}))
-    from peftlab.cost import main
 
-    assert main([str(tmp_path), "--epochs", "1137", "ml.g4dn.xlarge"]) == 0  # 50 steps/epoch → 56,850 steps
+    cfg = cost_config([f"run={tmp_path}", "epochs=1137", "instances=[ml.g4dn.xlarge]"])  # 50 steps/epoch → 56,850
+    run_command(cost, cfg)
     assert "| ml.g4dn.xlarge | 0.35 | 56,850 | 5.53 h | $4.16 | $1.25 |" in capsys.readouterr().out
+    every = run_command(cost, cost_config([f"run={tmp_path}"]))  # no instance named: every row, at the run's steps
+    assert every.count(" | 0.35 | 100 | ") == len(load_prices().instances)
+    named = run_command(cost, cost_config([f"run={tmp_path}", "seconds_per_step={ml.p3.2xlarge:0.20}"]))
+    assert "| ml.p3.2xlarge | 0.20 | 100 |" in named and "ml.g4dn" not in named  # a given rate wins
 
 
 def test_settings_come_from_config_env_dotenv_and_terraform(tmp_path):
@@ -74,16 +143,37 @@ def test_settings_come_from_config_env_dotenv_and_terraform(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("hardware.max_wait=600", "hardware.max_wait=600: seconds, >= max_run (86400)"),
-        ("hardware.instance_count=0", "hardware.instance_count=0: must be >= 1"),
-        ("hardware.instance_type=g4dn.xlarge", "hardware.instance_type='g4dn.xlarge': a SageMaker type"),
+        ("sagemaker.max_wait=600", "sagemaker.max_wait=600: seconds, >= max_run (86400)"),
+        ("sagemaker.instance_count=0", "sagemaker.instance_count=0: must be >= 1"),
+        ("sagemaker.instance_type=g4dn.xlarge", "sagemaker.instance_type='g4dn.xlarge': a SageMaker type"),
+        ("sagemaker.max_run=soon", "sagemaker.max_run: Value 'soon' of type 'str' could not be converted to Integer"),
+        ("hardware.num_nodes=2", "hardware.num_nodes=2: must equal sagemaker.instance_count (1)"),
     ],
 )
-def test_bad_sagemaker_hardware_is_one_line_naming_the_key(override, message, tmp_path):
+def test_bad_sagemaker_settings_are_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        sagemaker_settings(launch_config(["hardware=g4dn_spot", override]))
+
+
+@pytest.mark.parametrize("option", SAGEMAKER_OPTIONS)
+def test_each_sagemaker_hardware_option_selects_its_instances(option, tmp_path):
+    """hardware=<option> keeps the machine alone and selects sagemaker/<option>; both validate."""
     from peftlab.config import validate
 
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        validate(compose_config(["hardware=g4dn_spot", override], output_dir=tmp_path))
+    cfg = launch_config([f"hardware={option}", f"paths.output_dir={tmp_path}"])
+    assert set(cfg.hardware) == {"name", "accelerator", "devices", "num_nodes", "strategy", "precision"}
+    instance = sagemaker_settings(cfg)
+    assert instance == sagemaker_settings(launch_config([f"+sagemaker={option}"]))
+    assert instance.spot == option.endswith("_spot") and instance.instance_type.startswith("ml.")
+    assert validate(cfg, check_files=False).hardware.num_nodes == instance.instance_count
+    two = launch_config([f"hardware={option}", "sagemaker.instance_count=2"])
+    assert sagemaker_settings(two).instance_count == two.hardware.num_nodes == 2  # one Lightning node per instance
+    train = compose_config([f"hardware={option}"], output_dir=tmp_path)  # the job's own train.py composition
+    assert train.sagemaker.instance_type == instance.instance_type and validate(train).hardware.name == option
+    other = next(o for o in SAGEMAKER_OPTIONS if o != option)
+    assert sagemaker_settings(launch_config([f"hardware={option}", f"sagemaker={other}"])) == sagemaker_settings(
+        launch_config([f"hardware={other}"])
+    )
 
 
 def _launch_cli(*args, env, cwd):
@@ -131,6 +221,10 @@ def test_missing_bucket_is_the_named_error(tmp_path):
 def test_local_hardware_is_refused_for_a_launch(tmp_path):
     env = {**CLEAN, "PEFTLAB_BUCKET": "b-ucket", "PEFTLAB_SAGEMAKER_ROLE": ROLE, "AWS_REGION": "us-east-1"}
     out = _launch_cli("hardware=cpu", "dry_run=true", env=env, cwd=tmp_path)
+    assert out.returncode == 2 and "hardware=cpu: not a SageMaker option" in out.stderr
+    assert "hardware=<one of " + ", ".join(SAGEMAKER_OPTIONS) + ">" in out.stderr
+    # Checked before the AWS settings: with none of them set, the hardware is still what the error names.
+    out = _launch_cli("hardware=cpu", "dry_run=true", env=CLEAN, cwd=tmp_path)
     assert out.returncode == 2 and "hardware=cpu: not a SageMaker option" in out.stderr
 
 
@@ -209,26 +303,23 @@ def test_launch_creates_the_job_in_moto_with_the_real_sdk(moto_endpoint, tmp_pat
         composed = OmegaConf.create(tar.extractfile("peftlab_job_config.yaml").read().decode())
         blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
     assert {"train.py", "pyproject.toml", "peftlab/run/training.py", "peftlab/cloud/container.py",
-            "peftlab/conf/config.yaml", "peftlab/conf/hardware/g4dn_spot.yaml"} <= names  # fmt: skip
+            "peftlab/conf/config.yaml", "peftlab/conf/hardware/g4dn_spot.yaml",
+            "peftlab/conf/sagemaker/g4dn_spot.yaml", "peftlab/cost/__init__.py"} <= names  # fmt: skip
     assert not any("__pycache__" in n or n.startswith((".env", "outputs")) for n in names)
     assert composed.model.name == "deberta_v3_tiny" and composed.trainer.max_steps == 40 and composed.peft.r == 4
-    assert composed.hardware.instance_type == "ml.g4dn.xlarge" and SECRET.encode() not in blob
-
+    assert composed.sagemaker.instance_type == "ml.g4dn.xlarge" and SECRET.encode() not in blob
+    assert "instance_type" not in composed.hardware
 
 
 def test_secret_looking_overrides_and_environment_are_refused(tmp_path):
-    from hydra import compose, initialize_config_dir
-
     from peftlab.cloud.sagemaker_job import plan_job
     from peftlab.cloud.settings import AwsSettings
-    from peftlab.config import validate
 
     aws = AwsSettings("b-ucket", ROLE, "us-east-1")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        overrides = ["hardware=g4dn_spot", "sagemaker.image_uri=img", f"paths.output_dir={tmp_path}",
-                     f"+sagemaker.environment.HF_TOKEN={SECRET}"]  # fmt: skip
-        cfg = compose("launch_sagemaker", overrides=overrides)
-    hw = validate(cfg, check_files=False).hardware
+    overrides = ["hardware=g4dn_spot", "sagemaker.image_uri=img", f"paths.output_dir={tmp_path}",
+                 f"+sagemaker.environment.HF_TOKEN={SECRET}"]  # fmt: skip
+    cfg = launch_config(overrides)
+    hw = sagemaker_settings(cfg)
     with pytest.raises(ConfigError, match=r"^sagemaker.environment.HF_TOKEN: looks like a secret"):
         plan_job(cfg, hw, aws, [])
     cfg.sagemaker.environment = {}
@@ -239,7 +330,7 @@ def test_secret_looking_overrides_and_environment_are_refused(tmp_path):
 
 
 def test_a_runs_report_carries_its_cost_on_a_priced_instance():
-    from peftlab.cloud.cost import run_cost
+    from peftlab.cost import run_cost
 
     prices = OmegaConf.load(CONF / "cost" / "sagemaker.yaml")
     report = {"global_step": 56_850, "train_time_s": 56_850 * 0.20, "fit_time_s": 56_850 * 0.20}
@@ -248,3 +339,37 @@ def test_a_runs_report_carries_its_cost_on_a_priced_instance():
     assert round(cost["spot_usd"], 2) == 3.63 and cost["prices_as_of"] == "2024-06-01"
     assert run_cost(prices, "ml.p3.2xlarge", 2, report)["spot_usd"] == pytest.approx(2 * cost["spot_usd"])
     assert run_cost(prices, None, 1, report) is None  # local hardware: no price
+    # The instance a run is billed for: what a SageMaker job's environment names; nothing on any other machine.
+    job = {"SM_CURRENT_INSTANCE_TYPE": "ml.p3.2xlarge", "SM_HOST_COUNT": "2"}
+    assert priced_instance(job) == ("ml.p3.2xlarge", 2) and priced_instance({}) == (None, 1)
+
+
+def test_a_local_run_imports_no_sagemaker_code(tmp_path):
+    """train.py on this machine, to its end (metrics.json and its `cost`): none of the SageMaker SDK, peftlab.cloud or
+    the sagemaker schema is imported (`-X importtime` lists every module a process imports, each after its own)."""
+    tiny = ["dataset.max_train_rows=32", "dataset.max_eval_rows=8", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false", "~callbacks.progress_bar", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", str(REPO / "train.py"), *tiny], capture_output=True, text=True,
+        cwd=tmp_path, env=CLEAN, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    # (indent, module) in the order imports finish: a module's importer is the next line indented less.
+    tree = [
+        (len(name) - len(name.lstrip()), name.strip())
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:") and (name := line.rsplit("|", 1)[-1]).strip() != "imported package"
+    ]
+    modules = [name for _, name in tree]
+    assert {"pytorch_lightning", "peft.tuners.lora", "peftlab.run.outputs", "peftlab.cost"} <= set(modules)  # ran
+    ours = [
+        m for m in modules if m.split(".")[0] == "sagemaker" or m.startswith(("peftlab.cloud", "peftlab.config.sag"))
+    ]
+    assert ours == []
+    assert json.loads((tmp_path / "metrics.json").read_text())["cost"] is None  # not on a priced instance
+    # boto3, when installed, comes with peft's accelerate (1.15 imports it in accelerate.commands.config.sagemaker),
+    # not with peftlab: nothing of ours imports it first.
+    if "boto3" in modules:
+        index = modules.index("boto3")
+        importer = next(name for indent, name in tree[index + 1 :] if indent < tree[index][0])
+        assert importer == "accelerate.commands.config.sagemaker"

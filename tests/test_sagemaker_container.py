@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from conftest import REPO
 
@@ -38,6 +39,7 @@ def sagemaker_env(root) -> dict[str, str]:
         "PEFTLAB_CHECKPOINT_DIR": str(root / "checkpoints"),
         "SM_HOST_COUNT": "1",
         "SM_NUM_GPUS": "0",
+        "SM_CURRENT_INSTANCE_TYPE": "ml.g4dn.xlarge",
         "SM_HPS": json.dumps(HPS),
     }
 
@@ -58,7 +60,7 @@ def test_environment_becomes_overrides_and_torchrun_across_instances():
     cmd = train_command(two, python="python")
     assert cmd[:8] == ["python", "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--node_rank=1",
                        "--master_addr=algo-1", "--master_port=7777"]  # fmt: skip
-    assert cmd[8].endswith("train.py") and cmd[-2:] == ["hardware.instance_count=2", "hardware.devices=1"]
+    assert cmd[8].endswith("train.py") and cmd[-2:] == ["hardware.num_nodes=2", "hardware.devices=1"]
 
 
 def _run(env, **kwargs):
@@ -94,6 +96,12 @@ def test_outputs_land_where_sagemaker_expects_and_a_killed_job_resumes(tmp_path)
     report = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert report["global_step"] == 60
     assert report["train_samples"] == (60 - resumed_from) * 8  # only the remaining steps ran
+    # Priced as the instance the job's environment names (peftlab.cost, the run's own metrics.json).
+    cost = report["cost"]
+    assert (cost["instance_type"], cost["instance_count"], cost["prices_as_of"]) == ("ml.g4dn.xlarge", 1, "2024-06-01")
+    hours = report["fit_time_s"] / 3600  # at conf/cost/sagemaker.yaml's g4dn.xlarge prices; rounded to 4 places
+    assert cost["on_demand_usd"] == pytest.approx(hours * 0.7525, abs=1e-4)
+    assert cost["spot_usd"] == pytest.approx(hours * 0.2258, abs=1e-4)
 
     # SM_MODEL_DIR holds what model.tar.gz should: the adapter, metrics, config; no checkpoints.
     model = tmp_path / "model"
@@ -104,7 +112,6 @@ def test_outputs_land_where_sagemaker_expects_and_a_killed_job_resumes(tmp_path)
 
 
 def test_resume_auto_picks_last_ckpt_only_when_it_exists(tmp_path):
-    import pytest
     from conftest import compose_config
 
     from peftlab.config import validate

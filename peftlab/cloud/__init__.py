@@ -1,1 +1,1 @@
-"""SageMaker launch, in-container settings and the cost table (boto3/sagemaker imported lazily where used)."""
+"""SageMaker launch and in-container settings (boto3/sagemaker imported lazily where used); prices: peftlab.cost."""

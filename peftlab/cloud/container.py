@@ -48,7 +48,7 @@ def container_overrides(env: dict[str, str]) -> list[str]:
         overrides.append("resume=auto")  # a restarted spot job finds last.ckpt there (SageMaker copied it back)
     hosts, gpus = int(env.get("SM_HOST_COUNT") or 1), int(env.get("SM_NUM_GPUS") or 0)
     if hosts > 1 or gpus > 1:  # one process per GPU on every instance (torchrun sets the ranks Lightning reads)
-        overrides += [f"hardware.instance_count={hosts}", f"hardware.devices={max(gpus, 1)}"]
+        overrides += [f"hardware.num_nodes={hosts}", f"hardware.devices={max(gpus, 1)}"]
     return overrides
 
 

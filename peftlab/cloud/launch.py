@@ -8,11 +8,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from peftlab.cloud.cost import estimate, format_table, price_table
 from peftlab.cloud.sagemaker_job import COMMAND, JobPlan, console_url, model_trainer, plan_job, request_preview
 from peftlab.cloud.settings import resolve_aws_settings
 from peftlab.cloud.source import write_source_tarball
 from peftlab.config import validate
+from peftlab.config.sagemaker_schema import sagemaker_settings
+from peftlab.cost import job_estimate, price_table
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,11 @@ def command_line_overrides() -> list[str]:
 
 def launch(cfg: DictConfig, overrides: list[str] | None = None, boto_session=None) -> dict:
     """Returns {"plan", "request", "estimate", "job_name", "console_url"} (job fields None on a dry run)."""
-    settings = validate(cfg, check_files=False)  # the data lives in S3 or the hub, not on this machine
-    hw = settings.hardware
-    aws = resolve_aws_settings(cfg.sagemaker, hardware_region=hw.region)
-    plan = plan_job(cfg, hw, aws, command_line_overrides() if overrides is None else overrides)
+    instance = sagemaker_settings(cfg)  # the instances to rent (the sagemaker group)
+    # The run they train: its data lives in S3 or the hub, not here; peft's own checks run in the job (no torch here).
+    validate(cfg, check_files=False, check_with_peft=False)
+    aws = resolve_aws_settings(cfg.sagemaker)
+    plan = plan_job(cfg, instance, aws, command_line_overrides() if overrides is None else overrides)
     request = request_preview(plan)
     cost = cost_estimate(cfg, plan)
     print(("DRY RUN: nothing is created. " if cfg.dry_run else "") + "SageMaker CreateTrainingJob request:")
@@ -51,26 +53,16 @@ def launch(cfg: DictConfig, overrides: list[str] | None = None, boto_session=Non
 
 
 def cost_estimate(cfg: DictConfig, plan: JobPlan) -> str:
-    """The most the job can cost (max_run at the table's prices), and the expected cost when steps and s/step are
-    known (sagemaker.estimate.*, or trainer.max_steps)."""
-    hw = plan.hardware
-    table = price_table(cfg.cost)
-    price = table.price(hw.instance_type)
-    rate = price.spot if hw.spot else price.on_demand
-    cap_h = hw.max_run / 3600
-    lines = [
-        f"cost estimate ({'spot' if hw.spot else 'on-demand'}, {table.region} prices as of {table.as_of}): "
-        f"at most ${cap_h * rate * hw.instance_count:.2f} = {cap_h:.2f} h (max_run) × ${rate}/h "
-        f"× {hw.instance_count} instance(s)"
-    ]
-    steps = cfg.sagemaker.estimate.steps or (cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else None)
-    seconds = cfg.sagemaker.estimate.seconds_per_step
-    if steps and seconds:
-        rows = estimate(table, int(steps), {hw.instance_type: float(seconds)}, hw.instance_count)
-        lines.append(format_table(rows, table))
-    else:
-        lines.append(
-            "expected cost: give sagemaker.estimate.steps=N (or trainer.max_steps) and "
-            "sagemaker.estimate.seconds_per_step=S (python -m peftlab.cost has the table for several instances)"
-        )
-    return "\n".join(lines)
+    """The most the job can cost (max_run at the cost group's prices), and the expected cost when steps and s/step
+    are known (sagemaker.estimate.*, or trainer.max_steps)."""
+    instance, planned = plan.instance, cfg.sagemaker.estimate
+    steps = planned.steps or (cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else None)
+    return job_estimate(
+        price_table(cfg.cost),
+        instance.instance_type,
+        instance.instance_count,
+        instance.spot,
+        instance.max_run,
+        steps,
+        planned.seconds_per_step,
+    )

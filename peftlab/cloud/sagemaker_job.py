@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from peftlab.cloud.settings import AwsSettings, redact
-from peftlab.config.schema import HardwareSettings
+from peftlab.config.sagemaker_schema import SageMakerSettings
 from peftlab.errors import ConfigError
 
 CHECKPOINT_DIR = "/opt/ml/checkpoints"  # SageMaker syncs it with CheckpointConfig.s3_uri (both ways, on restart)
@@ -29,7 +29,7 @@ class JobPlan:
     base_job_name: str
     run_name: str
     image_uri: str
-    hardware: HardwareSettings
+    instance: SageMakerSettings
     aws: AwsSettings
     hyperparameters: dict[str, str]
     environment: dict[str, str] = field(default_factory=dict)
@@ -61,12 +61,8 @@ def train_overrides(overrides: list[str]) -> dict[str, str]:
     return kept
 
 
-def plan_job(cfg: DictConfig, hardware: HardwareSettings, aws: AwsSettings, overrides: list[str]) -> JobPlan:
-    if hardware.instance_type is None:
-        raise ConfigError(
-            f"hardware={hardware.name}: not a SageMaker option (no instance_type); "
-            "use e.g. hardware=g4dn_spot, g4dn, p3_spot, p3, g5_spot or g5"
-        )
+def plan_job(cfg: DictConfig, instance: SageMakerSettings, aws: AwsSettings, overrides: list[str]) -> JobPlan:
+    """instance: the checked sagemaker group (config/sagemaker_schema.py); overrides: the launch's command line."""
     sm = cfg.sagemaker
     # Job names: [a-zA-Z0-9-], at most 63 characters; the SDK appends a 24-character timestamp.
     base = re.sub(r"[^a-zA-Z0-9-]+", "-", f"peftlab-{cfg.model.name}-{cfg.peft.method}-{cfg.dataset.name}")[:38]
@@ -78,7 +74,7 @@ def plan_job(cfg: DictConfig, hardware: HardwareSettings, aws: AwsSettings, over
     if data and not str(data).startswith("s3://"):
         raise ConfigError(f"sagemaker.data={data}: an s3:// prefix holding the dataset's train/validation files")
     hyperparameters = train_overrides(overrides)
-    hyperparameters.setdefault("hardware", hardware.name)  # the default hardware (cpu) would not be a GPU job
+    hyperparameters.setdefault("hardware", cfg.hardware.name)  # the default hardware (cpu) would not be a GPU job
     environment = {str(k): str(v) for k, v in (sm.get("environment") or {}).items()}
     for where, values in (("sagemaker.environment.", environment), ("", hyperparameters)):
         secret = [k for k in values if redact({k: "x"})[k] != "x"]
@@ -91,8 +87,8 @@ def plan_job(cfg: DictConfig, hardware: HardwareSettings, aws: AwsSettings, over
     return JobPlan(
         base_job_name=base,
         run_name=run_name,
-        image_uri=sm.image_uri or _pytorch_image(aws.region, sm.framework_version, sm.py_version, hardware),
-        hardware=hardware,
+        image_uri=sm.image_uri or _pytorch_image(aws.region, sm.framework_version, sm.py_version, instance),
+        instance=instance,
         aws=aws,
         hyperparameters=hyperparameters,
         environment=environment,
@@ -101,7 +97,7 @@ def plan_job(cfg: DictConfig, hardware: HardwareSettings, aws: AwsSettings, over
     )
 
 
-def _pytorch_image(region: str, version: str, py_version: str, hardware: HardwareSettings) -> str:
+def _pytorch_image(region: str, version: str, py_version: str, instance: SageMakerSettings) -> str:
     """The AWS PyTorch training image; the SDK reads its bundled table (no network)."""
     from sagemaker.core import image_uris
 
@@ -111,7 +107,7 @@ def _pytorch_image(region: str, version: str, py_version: str, hardware: Hardwar
             region=region,
             version=str(version),
             py_version=py_version,
-            instance_type=hardware.instance_type,
+            instance_type=instance.instance_type,
             image_scope="training",
         )
     except ValueError as err:
@@ -128,17 +124,17 @@ def sdk_configs(plan: JobPlan) -> dict[str, Any]:
         StoppingCondition,
     )
 
-    hw = plan.hardware
+    instance = plan.instance
     # Spot is a Compute field in v3; max_wait only with spot (the API rejects it otherwise), >= max_run.
-    stopping = {"max_runtime_in_seconds": hw.max_run}
-    if hw.spot:
-        stopping["max_wait_time_in_seconds"] = hw.max_wait
+    stopping = {"max_runtime_in_seconds": instance.max_run}
+    if instance.spot:
+        stopping["max_wait_time_in_seconds"] = instance.max_wait
     return {
         "compute": Compute(
-            instance_type=hw.instance_type,
-            instance_count=hw.instance_count,
-            volume_size_in_gb=hw.volume_size_gb,
-            enable_managed_spot_training=hw.spot,
+            instance_type=instance.instance_type,
+            instance_count=instance.instance_count,
+            volume_size_in_gb=instance.volume_size_gb,
+            enable_managed_spot_training=instance.spot,
         ),
         "stopping_condition": StoppingCondition(**stopping),
         "checkpoint_config": CheckpointConfig(s3_uri=plan.checkpoint_uri, local_path=CHECKPOINT_DIR),

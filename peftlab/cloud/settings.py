@@ -38,9 +38,7 @@ class AwsSettings:
     region: str
 
 
-def resolve_aws_settings(
-    node: Any, hardware_region: str | None = None, env: dict[str, str] | None = None
-) -> AwsSettings:
+def resolve_aws_settings(node: Any, env: dict[str, str] | None = None) -> AwsSettings:
     """node: the `sagemaker` config section (bucket, role, region, env_file, terraform_outputs)."""
     env = os.environ if env is None else env
     dotenv = _read_dotenv(node.get("env_file"))
@@ -48,8 +46,8 @@ def resolve_aws_settings(
     values = {}
     for key, variable, output in SOURCES:
         candidates = [node.get(key), env.get(variable), dotenv.get(variable), terraform.get(output)]
-        if key == "region":  # the hardware option may pin a region; boto3's own variable is the last resort
-            candidates = [hardware_region, *candidates[:2], env.get("AWS_DEFAULT_REGION"), *candidates[2:]]
+        if key == "region":  # boto3's own variable, after ours
+            candidates = [*candidates[:2], env.get("AWS_DEFAULT_REGION"), *candidates[2:]]
         value = next((str(v) for v in candidates if v), None)
         if value is None:
             raise MissingSettingError(

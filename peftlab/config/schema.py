@@ -9,7 +9,6 @@ from typing import Any
 
 from peftlab.config.checks import check, check_choice, check_positive
 from peftlab.config.dataset_schema import DatasetSettings
-from peftlab.config.sagemaker_schema import check_sagemaker
 from peftlab.config.tasks import ARCHITECTURES
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -49,12 +48,12 @@ class ModelSettings:
     # init=random: how the twin's tokenizer is made (a `_target_` called with the twin's folder; see
     # models/twin_tokenizers.py). The twin's vocabulary size and special token ids follow it.
     twin_tokenizer: dict[str, Any] | None = None
-    # Tokenizers without a pad token (GPT-2, BLOOM): "eos" pads with the end-of-sequence token.
+    # Tokenizers without a pad token (GPT-2): "eos" pads with the end-of-sequence token.
     pad_token: str | None = None
     head_modules: list[str] = field(default_factory=lambda: ["classifier"])
+    # Per method option (lora, ia3, adapters, ...): the family's targets and known recipe; which methods a family
+    # refuses is each method's own record (conf/peft/*.yaml capabilities.refused_families).
     peft_defaults: dict[str, Any] = field(default_factory=dict)
-    # method (or "method/shape") -> why peft cannot apply it to this family (rejected before loading, with this reason).
-    unsupported_methods: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check(bool(self.name_or_path), "name_or_path", self.name_or_path, "a hub id or a local folder")
@@ -72,23 +71,17 @@ class ModelSettings:
 
 @dataclass
 class HardwareSettings:
+    """The machine a run trains on, wherever it is: this computer, a cluster's nodes or SageMaker instances. Which
+    instances a SageMaker job rents is the `sagemaker` group's (config/sagemaker_schema.py, read by the launch)."""
+
     name: str
     accelerator: str = "cpu"
     devices: Any = 1
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    # SageMaker options (conf/hardware/g4dn_spot.yaml, ...): launch_sagemaker.py reads them; null = local only.
-    instance_type: str | None = None
-    instance_count: int = 1
-    volume_size_gb: int = 50
-    spot: bool = False
-    max_run: int = 3600  # seconds (the SDK's default when unset)
-    max_wait: int | None = None  # seconds, spot only: run time plus time waiting for spot capacity, >= max_run
-    region: str | None = None
 
     def __post_init__(self) -> None:
-        check_sagemaker(self)
         check_choice("accelerator", self.accelerator, ACCELERATORS)
         check_choice("precision", str(self.precision), PRECISIONS)
         check(self.num_nodes >= 1, "num_nodes", self.num_nodes, "must be >= 1")

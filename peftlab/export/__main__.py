@@ -1,36 +1,30 @@
-"""`python -m peftlab.export run=<run dir> merge=true|false out=<folder> [dtype=float32]`: see peftlab.export."""
+"""`python -m peftlab.export run=<run dir> merge=true|false out=<folder> [dtype=float32]` (keys: conf/export.yaml)."""
 
-import logging
-import sys
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
-from peftlab.compat import prepare_process
-from peftlab.errors import PeftlabError
+from peftlab.cli import run_command
+from peftlab.conf import CONFIG_PATH
+from peftlab.errors import ConfigError
 from peftlab.export import ExportResult, export_run
 
-KEYS = ("run", "merge", "out", "dtype")
-USAGE = (
-    "usage: python -m peftlab.export run=<run folder> merge=true|false out=<new folder> "
-    "[dtype=float32|bfloat16|float16]"
-)
-BOOLEANS = {"true": True, "false": False}
+USAGE = "python -m peftlab.export run=<run folder> out=<new folder> [merge=true|false] [dtype=float32|bfloat16|float16]"
 
 
-def parse_args(args: list[str]) -> dict:
-    """key=value pairs (as Hydra's command line); raises PeftlabError naming the allowed keys."""
-    values: dict = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in KEYS:
-            raise PeftlabError(f"{arg}: unknown argument; allowed keys are {', '.join(KEYS)} ({USAGE})")
-        values[key] = value
-    missing = [k for k in ("run", "out") if not values.get(k)]
-    if missing:
-        raise PeftlabError(f"{missing[0]}= is required ({USAGE})")
-    merge = values.get("merge", "true").lower()
-    if merge not in BOOLEANS:
-        raise PeftlabError(f"merge={values['merge']}: true or false")
-    dtype = values.get("dtype", "float32")
-    return {"run": values["run"], "out": values["out"], "merge": BOOLEANS[merge], "dtype": dtype}
+def arguments(cfg: DictConfig) -> dict:
+    """export_run's arguments from conf/export.yaml's keys; a missing or non-boolean value is one line naming it."""
+    for key in ("run", "out"):
+        if OmegaConf.is_missing(cfg, key) or not cfg[key]:
+            raise ConfigError(f"{key}= is required ({USAGE})")
+    if not isinstance(cfg.merge, bool):
+        raise ConfigError(f"merge={cfg.merge}: true or false")
+    return {"run": str(cfg.run), "out": str(cfg.out), "merge": cfg.merge, "dtype": str(cfg.dtype)}
+
+
+def export(cfg: DictConfig) -> ExportResult:
+    result = export_run(**arguments(cfg))
+    print(summary(result))
+    return result
 
 
 def summary(result: ExportResult) -> str:
@@ -47,21 +41,10 @@ def summary(result: ExportResult) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in args):
-        print(USAGE)
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    prepare_process()  # bitsandbytes only for QLoRA; no upstream noise (compat.py)
-    try:
-        result = export_run(**parse_args(args))
-    except PeftlabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(summary(result))
-    return 0
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+def main(cfg: DictConfig) -> None:
+    run_command(export, cfg)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

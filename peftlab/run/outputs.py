@@ -57,19 +57,19 @@ def write_outputs(run: RunDir, settings: RunSettings, cfg: DictConfig, trainer: 
     )
     report["effective_batch_size"] = batch["total"]
     report["batch"] = batch
-    report["cost"] = _cost(cfg, settings, report)
+    report["cost"] = _cost(cfg, report)
     run.write_metrics(report)
     log_run_end(trainer.loggers, report, run.adapter)  # summary metrics, adapter/ as an artifact, tracker closed
     print_summary(report, run.root)
     return report
 
 
-def _cost(cfg: DictConfig, settings: RunSettings, report: dict) -> dict | None:
-    """On a priced SageMaker instance: measured s/step and what the fit cost (the cost group's price table)."""
-    from peftlab.cloud.cost import run_cost
+def _cost(cfg: DictConfig, report: dict) -> dict | None:
+    """Inside a SageMaker job (which names its instance in the environment): measured s/step and what the fit cost
+    at the cost group's prices. None elsewhere: a local run has no price."""
+    from peftlab.cost import priced_instance, run_cost
 
-    hw = settings.hardware
-    return run_cost(cfg.get("cost"), hw.instance_type, hw.instance_count, report)
+    return run_cost(cfg.get("cost"), *priced_instance(), report)
 
 
 def load_trainable_weights(module: torch.nn.Module, checkpoint_path: str) -> None:
