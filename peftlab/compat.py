@@ -137,3 +137,15 @@ def use_bitsandbytes() -> None:
     """
     reveal_bitsandbytes()
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def name_loaded_adalora_adapter(model):
+    """peft 0.21.2: an AdaLoRA adapter loaded with PeftModel.from_pretrained has no `trainable_adapter_name`, which
+    AdaLoraModel.forward reads whenever the output has a loss (an AttributeError in every validation step of
+    evaluate.py). Naming the loaded adapter gives evaluation the loss training validated with (orthogonal term
+    included). No-op for every other method; can go when peft sets it on load.
+    """
+    tuner = getattr(model, "base_model", None)
+    if type(tuner).__name__ == "AdaLoraModel" and "trainable_adapter_name" not in vars(tuner):
+        tuner.trainable_adapter_name = model.active_adapter
+    return model

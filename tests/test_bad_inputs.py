@@ -81,12 +81,9 @@ def test_empty_validation_split(write_jsonl, tmp_path):
 
 
 def test_max_length_over_the_model_maximum(tmp_path):
-    proc = run_cli(
-        "model=gpt2_tiny", "dataset.max_length=300", "dataset.max_train_rows=8", f"hydra.run.dir={tmp_path}"
-    )
+    proc = run_cli("model=gpt2_tiny", "dataset.max_length=300", "dataset.max_train_rows=8", f"hydra.run.dir={tmp_path}")
     assert _error_line(proc) == (
-        "error: dataset.max_length=300: longer than model=gpt2_tiny takes (256 positions); "
-        "set dataset.max_length<=256"
+        "error: dataset.max_length=300: longer than model=gpt2_tiny takes (256 positions); set dataset.max_length<=256"
     )
 
 

@@ -30,7 +30,11 @@ def train_cli(*args: str, cwd=REPO, timeout: int = 400) -> subprocess.CompletedP
     """`python train.py ...`; tests/ on PYTHONPATH so the test-only ShardProbe callback can be instantiated."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args], capture_output=True, text=True, cwd=cwd, env=env,
+        [sys.executable, str(REPO / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
         timeout=timeout,
     )
 
@@ -124,6 +128,7 @@ def test_two_nodes_started_by_torchrun_share_the_data_and_write_once(tmp_path):
     overrides = [*TINY, "hardware=ddp", "hardware.accelerator=cpu", "hardware.devices=1", "hardware.num_nodes=2",
                  "+callbacks.shard_probe._target_=shard_probe.ShardProbe", f"+callbacks.shard_probe.out_dir={run_dir}",
                  f"paths.output_dir={run_dir}"]  # fmt: skip
+
     def node_command(node: int) -> list[str]:
         return [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
                 "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", str(REPO / "train.py"),

@@ -9,13 +9,14 @@ import sys
 import pytest
 import torch
 import transformers
-from conftest import compose_config, eval_config
+from conftest import CONF, compose_config, eval_config
+from hydra import compose, initialize_config_dir
 from safetensors import safe_open
 
+from peftlab.cli import run_command
 from peftlab.errors import ConfigError
 from peftlab.export import NOT_MERGEABLE_MESSAGE, export_run
-from peftlab.export.__main__ import main
-from peftlab.export.merge import NOT_MERGEABLE
+from peftlab.export.__main__ import export
 from peftlab.models.loading import load_base_model
 from peftlab.models.methods import load_trained
 from peftlab.run.evaluation import evaluate
@@ -69,6 +70,20 @@ def trained(tmp_path_factory):
         return runs[key]
 
     return _train
+
+
+def export_cli(*overrides: str):
+    """`python -m peftlab.export <overrides>` in this process: conf/export.yaml composed, then run_command."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("export", overrides=list(overrides))
+    return run_command(export, cfg)
+
+
+def user_error(*overrides: str) -> int:
+    """The exit code of an export command line that fails with a user error (run_command's SystemExit)."""
+    with pytest.raises(SystemExit) as exited:
+        export_cli(*overrides)
+    return exited.value.code
 
 
 def validation_batch(result, rows: int = 16) -> dict:
@@ -187,8 +202,8 @@ def test_adapter_only_export_copies_the_adapter_with_a_model_card(trained, tmp_p
 def test_unmergeable_methods_say_so_and_export_the_adapter(family, method, trained, tmp_path, capsys):
     result = trained(family, method)
     out = tmp_path / "export"
-    assert main([f"run={result.output_dir}", "merge=true", f"out={out}"]) == 0
-    message = NOT_MERGEABLE_MESSAGE.format(method=method, why=NOT_MERGEABLE[method])
+    assert export_cli(f"run={result.output_dir}", "merge=true", f"out={out}").out == out
+    message = NOT_MERGEABLE_MESSAGE.format(method=method, why=result.settings.peft.capabilities.not_mergeable)
     printed = capsys.readouterr()
     assert f"exported the {method} adapter to {out}" in printed.out
     adapter = result.output_dir / "adapter"
@@ -225,16 +240,25 @@ def test_qlora_merges_into_the_dequantised_base_and_scores_as_the_4bit_adapter(t
 
 
 def test_cli_names_the_allowed_keys_and_refuses_a_non_empty_folder(trained, tmp_path, capsys):
-    assert main(["run=x", "merged=true", "out=y"]) == 2
+    # A key export does not have is Hydra's to refuse (exit 1, as train.py); --help lists the allowed keys.
+    cli = [sys.executable, "-m", "peftlab.export"]
+    run = {"capture_output": True, "text": True, "cwd": tmp_path, "timeout": 300}
+    bad = subprocess.run([*cli, "run=x", "merged=true", "out=y"], **run)
+    assert bad.returncode == 1 and "Could not override 'merged'" in bad.stderr and "Traceback" not in bad.stderr
+    usage = subprocess.run([*cli, "--help"], **run)
+    assert usage.returncode == 0 and re.search(r"run: \?\?\?\nout: \?\?\?\nmerge: true\ndtype: float32", usage.stdout)
+    assert list(tmp_path.iterdir()) == []  # no outputs/ or .hydra/: the export is `out` alone
+    capsys.readouterr()
+    assert user_error("run=x", "merge=maybe", "out=y") == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "allowed keys are run, merge, out, dtype" in err
-    assert main(["run=x", "merge=maybe", "out=y"]) == 2
-    assert "merge=maybe: true or false" in capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err == "error: merge=maybe: true or false"
+    assert user_error("out=y") == 2
+    assert capsys.readouterr().err.startswith("error: run= is required (python -m peftlab.export run=<run folder>")
 
     result = trained("gpt2_tiny", "lora")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("mine")
-    assert main([f"run={result.output_dir}", f"out={tmp_path / 'busy'}"]) == 2
+    assert user_error(f"run={result.output_dir}", f"out={tmp_path / 'busy'}") == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
     assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
     with pytest.raises(ConfigError, match="dtype=int8: allowed are float32, bfloat16, float16"):
@@ -243,6 +267,6 @@ def test_cli_names_the_allowed_keys_and_refuses_a_non_empty_folder(trained, tmp_
     with pytest.raises(ConfigError, match=r"no config\.yaml beside"):
         export_run(bare, tmp_path / "x")
 
-    assert main([f"run={result.output_dir}", "merge=true", f"out={tmp_path / 'cli'}"]) == 0
+    assert export_cli(f"run={result.output_dir}", "merge=true", f"out={tmp_path / 'cli'}").merged
     printed = capsys.readouterr().out
     assert "exported the merged lora model (float32)" in printed and "size on disk:" in printed

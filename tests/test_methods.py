@@ -1,12 +1,18 @@
-"""PEFT methods on the packaged MiniLM: exactly the parameters each method implies are trainable."""
+"""PEFT methods on the packaged MiniLM: exactly the parameters each method implies are trainable; peft checks its
+own fields before anything loads; the training hooks (LoRA+, AdaLoRA) do what the methods need."""
+
+import functools
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import REPO, compose_config
 
 from peftlab.config import validate
 from peftlab.errors import ConfigError
 from peftlab.models.loading import load_base_model
+from peftlab.models.method_hooks import after_optimizer_step, build_optimizer
 from peftlab.models.methods import apply_method, linear_module_names
 from peftlab.models.params import count_parameters
 
@@ -95,3 +101,83 @@ def test_a_twin_never_overwrites_a_folder_it_did_not_write(tmp_path):
     twin = materialise_twin(str(tmp_path / "twin"), "gpt2", {"n_layer": 1, "n_embd": 32, "n_head": 2},
                             "AutoModelForSequenceClassification")  # fmt: skip
     assert (twin / "config.json").is_file()
+
+
+def test_peft_checks_its_own_fields_and_names_the_key(tmp_path):
+    """peft's config class is instantiated by validate(): before any weights or data load."""
+    with pytest.raises(ConfigError, match=r"^peft\.rnak: unknown key; allowed keys are .*\blora_alpha\b.*\br\b"):
+        _settings(tmp_path, ["+peft.rnak=4"])
+    with pytest.raises(ConfigError) as info:
+        _settings(tmp_path, ["+peft.layers_pattern=layer"])  # peft: needs layers_to_transform too
+    assert str(info.value).startswith("peft.layers_pattern='layer': When `layers_pattern` is specified")
+    with pytest.raises(ConfigError, match=r"^peft\.tfinal=10: The supplied schedule values don't allow"):
+        _settings(tmp_path, ["peft=adalora", "peft.tinit=10", "peft.tfinal=10", "peft.total_step=15"])
+    with pytest.raises(ConfigError, match=r"^peft\._target_=peft\.LoraConfg: not a peft config class"):
+        _settings(tmp_path, ["peft._target_=peft.LoraConfg"])
+
+
+def test_our_checks_of_common_fields_run_before_torch_is_imported():
+    """peft 0.21.2 takes r=0 or a dropout of 2.0 without a word: ours refuse them in the torch-free validation."""
+    code = """
+import sys
+sys.path.insert(0, "tests")
+from conftest import compose_config
+from peftlab.config import validate
+from peftlab.errors import ConfigError
+for overrides in (["peft.r=0"], ["peft=vera", "peft.vera_dropout=2.0"], ["peft=dora", "peft.r=-1"], ["peft=full"]):
+    try:
+        validate(compose_config(overrides))
+        print("valid", "torch" in sys.modules)
+    except ConfigError as err:
+        print(err, "torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.splitlines() == [
+        "peft.r=0: LoRA rank must be an integer >= 1 False",
+        "peft.vera_dropout=2.0: must be in [0, 1) False",
+        "peft.r=-1: LoRA rank must be an integer >= 1 False",
+        "valid False",  # peftlab's own method: no peft config to instantiate
+    ], out.stderr[-2000:]
+
+
+def test_a_refusal_lives_in_the_methods_record(tmp_path):
+    """Validation reads the record: a family refusal added to it refuses before loading, with its reason."""
+    with pytest.raises(ConfigError, match=r"^peft=lora with model=gpt2_tiny: not supported \(because\)$"):
+        _settings(tmp_path, ["model=gpt2_tiny", "+peft.capabilities.refused_families.gpt2=because"])
+    with pytest.raises(ConfigError, match=r"^peft=prompt_tuning with dataset=commonsense_qa on model=minilm"):
+        _settings(tmp_path, ["peft=prompt_tuning", "dataset=commonsense_qa"])  # no peft task type for choices
+
+
+def test_loraplus_trains_b_at_ratio_times_the_learning_rate(tmp_path):
+    settings = _settings(tmp_path, ["peft=loraplus"])
+    model = apply_method(_fresh(settings), settings.peft, settings.model.head_modules, "classify")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    factory = functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.01, betas=(0.9, 0.999))
+    optimizer = build_optimizer(model, factory, [{"params": trainable}], total_steps=10)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert sorted(lr_of) == sorted(id(p) for p in trainable)  # every trainable weight, once
+    ratio = settings.peft.loraplus_lr_ratio
+    for name, param in model.named_parameters():
+        if "lora_A" in name:
+            assert lr_of[id(param)] == 1e-3, name
+        if "lora_B" in name:
+            assert lr_of[id(param)] == pytest.approx(ratio * 1e-3), name
+    assert type(optimizer) is torch.optim.AdamW and optimizer.defaults["betas"] == (0.9, 0.999)
+
+
+def test_adalora_learns_the_planned_steps_and_reallocates_ranks(tmp_path):
+    settings = _settings(tmp_path, ["peft=adalora", "peft.init_r=4", "peft.target_r=2"])
+    assert settings.peft.total_step is None  # the YAML leaves it to the run
+    model = apply_method(_fresh(settings), settings.peft, settings.model.head_modules, "classify")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(model, functools.partial(torch.optim.AdamW, lr=1e-2), [{"params": trainable}], 6)
+    assert model.peft_config["default"].total_step == 6
+    batch = {"input_ids": torch.tensor([[101, 2307, 2143, 102], [101, 10634, 2143, 102]])}
+    for step in range(6):
+        loss = model(**batch, labels=torch.tensor([1, 0])).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        after_optimizer_step(model, step)
+    ranks = model.peft_config["default"].rank_pattern  # the budget moved: 4 ranks per layer shrink towards 2
+    assert ranks and 2 * len(ranks) <= sum(sum(kept) for kept in ranks.values()) < 4 * len(ranks)

@@ -1,7 +1,8 @@
 """Every `python ...` command written in README.md parses and composes: documentation and configs cannot drift apart.
 
 Hydra entry points are composed with the real conf/ tree (each value of a -m sweep once) and validated as the command
-line would validate them before loading anything; the other command lines go through their own argument parsers.
+line would validate them before loading anything; so are the Hydra apps run with `python -m` (export, cost), whose
+arguments go through their own checks; the other command lines go through their own argument parsers.
 Placeholders (`<date>`, `...`) stand in for values; nothing is trained.
 """
 
@@ -19,6 +20,9 @@ from peftlab.config import validate
 README = REPO / "README.md"
 PLACEHOLDER = "PLACEHOLDER"
 HYDRA_APPS = {"train.py": "config", "evaluate.py": "evaluate", "launch_sagemaker.py": "launch_sagemaker"}
+# `python -m <module>` Hydra apps -> their config in conf/; each __main__ turns the config into its function's
+# arguments with `arguments(cfg)`, which reads no run folder.
+MODULE_APPS = {"peftlab.export": "export", "peftlab.cost": "cost"}
 # evaluate.py with a run folder takes model and method from that run: composed, not validated here.
 FROM_RUNS = ("adapter=", "compare=", "source=")
 
@@ -80,17 +84,19 @@ def _check_hydra_app(script: str, args: list[str]) -> None:
                 validate(cfg, check_files=False)  # data folders are the reader's
 
 
-def _check_module(module: str, args: list[str]) -> None:
-    if module == "peftlab.export":
-        from peftlab.export.__main__ import parse_args
+def _check_module_app(module: str, args: list[str]) -> None:
+    """Composed as its command line composes it (a placeholder value becomes `x`), then its arguments checked."""
+    overrides = [a.replace(PLACEHOLDER, "x") for a in args if not a.startswith("-")]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(MODULE_APPS[module], overrides=overrides, return_hydra_config=True)
+    importlib.import_module(f"{module}.__main__").arguments(cfg)
 
-        parse_args([a.replace(PLACEHOLDER, "x") for a in args])
+
+def _check_module(module: str, args: list[str]) -> None:
+    if module in MODULE_APPS:
+        _check_module_app(module, args)
     elif module == "peftlab.serve":
         from peftlab.serve.__main__ import parse_args
-
-        parse_args(args)
-    elif module == "peftlab.cost":
-        from peftlab.cost import parse_args
 
         parse_args(args)
     elif module in ("peftlab.report", "peftlab.cloud.container"):  # one folder argument / none: the module exists

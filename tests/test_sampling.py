@@ -23,6 +23,7 @@ def test_each_row_once_alike_lengths_and_remainder_last():
 
 def test_batch_order_is_shuffled_not_long_to_short_and_seeded():
     lengths = list(range(1, 641))
+
     def maxima(seed):
         sampler = ShuffledBucketSampler(lengths, 8, group_batches=10, generator=torch.Generator().manual_seed(seed))
         return [max(lengths[i] for i in b) for b in _batches(sampler, 8)[1]]

@@ -239,6 +239,7 @@ def test_distractor_generation_is_one_dataset_file(model, tmp_path, write_jsonl)
     prompt_ids = batch["prompt_input_ids"][0] if settings.shape == "causal" else batch["input_ids"][0]
     prompt = tok.decode(prompt_ids, skip_special_tokens=True)
     assert f"Correct answer: {right}" in prompt and "What did Tom buy?" in prompt and "Tom went to the market" in prompt
-    run = tmp_path / "run"
-    result = fit(compose_config([*overrides, "trainer.max_epochs=1", "dataset.generation.max_new_tokens=4"], run))
-    assert "val/rougeL" in result.report["best"] and result.report["dataset"] == "race_distractors"
+    if model == "gpt2_tiny":  # and it trains and validates like any generation task
+        run = tmp_path / "run"
+        result = fit(compose_config([*overrides, "trainer.max_epochs=1", "dataset.generation.max_new_tokens=4"], run))
+        assert "val/rougeL" in result.report["best"] and result.report["dataset"] == "race_distractors"

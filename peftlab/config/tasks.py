@@ -21,15 +21,10 @@ SHAPES: dict[tuple[str, str], str] = {
     ("generation", "seq2seq"): "seq2seq",
     ("generation", "causal"): "causal",
 }
+SHAPE_NAMES = ("classify", "choose", "seq2seq", "causal")
 GENERATIVE_SHAPES = ("seq2seq", "causal")
 LABELLED_SHAPES = ("classify", "choose")  # a fresh head sized to the dataset's labels
-
-# (peft.method, shape) pairs that cannot work, and why: refused by validate() before anything loads.
-UNSUPPORTED = {
-    ("prefix", "choose"): "peft prefix tuning needs a peft task type, and a multiple-choice head has none",
-    ("head_only", "seq2seq"): "a language-model head is the pretrained (tied) embedding: there is no new head to train",
-    ("head_only", "causal"): "a language-model head is the pretrained (tied) embedding: there is no new head to train",
-}
+# Which methods cannot train a shape, and why, is each method's record (conf/peft/*.yaml `capabilities`).
 
 # Metric names by how they are computed: on predicted class ids, or on generated text.
 CLASS_METRICS = ("accuracy", "f1", "binary_f1", "mcc")

@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from peftlab.config.checks import SettingError
-from peftlab.config.peft_schema import PEFT_SCHEMAS
+from peftlab.config.peft_schema import PeftSettings, schema_for, split_peft_values
 from peftlab.config.schema import (
     DatasetSettings,
     HardwareSettings,
@@ -16,7 +16,7 @@ from peftlab.config.schema import (
     RunSettings,
     TrainerSettings,
 )
-from peftlab.config.tasks import UNSUPPORTED, metric_names_for, task_shape
+from peftlab.config.tasks import metric_names_for, task_shape
 from peftlab.errors import ConfigError, PeftlabError
 
 # section -> (schema, closed). Closed sections reject unknown keys; the trainer section is open because
@@ -30,10 +30,12 @@ _SECTIONS: dict[str, tuple[type, bool]] = {
 }
 
 
-def validate(cfg: DictConfig, check_files: bool = True) -> RunSettings:
+def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = True) -> RunSettings:
     """Check every group we own; raise ConfigError("<full.key>=<value>: <what is allowed>") on the first problem.
 
     check_files=False skips checks of data files (serving reads a run's config, not its rows).
+    check_with_peft=False skips instantiating the peft config class, which imports peft and torch: the SageMaker
+    launch checks our keys only (the launching machine needs no torch; the job validates in full before training).
     """
     typed = {name: _typed_section(cfg, name, schema, closed) for name, (schema, closed) in _SECTIONS.items()}
     if check_files:
@@ -41,18 +43,15 @@ def validate(cfg: DictConfig, check_files: bool = True) -> RunSettings:
             typed["dataset"].check_files()
         except SettingError as err:
             raise ConfigError(f"dataset.{err}") from err
-    method = cfg.peft.get("method") if "peft" in cfg else None
-    if method not in PEFT_SCHEMAS:
-        raise ConfigError(f"peft.method={method!r}: allowed methods are {', '.join(PEFT_SCHEMAS)}")
-    typed["peft"] = _typed_section(cfg, "peft", PEFT_SCHEMAS[method], closed=True)
-    model, dataset = typed["model"], typed["dataset"]
+    typed["peft"] = _peft_section(cfg)
+    model, dataset, method = typed["model"], typed["dataset"], typed["peft"].method
     shape = task_shape(dataset.task, model.architecture, dataset.name, model.name)
-    reason = model.unsupported_methods.get(method) or model.unsupported_methods.get(f"{method}/{shape}")
-    if reason:
-        raise ConfigError(f"peft={method} with model={model.name}: not supported ({reason})")
-    reason = UNSUPPORTED.get((method, shape))
-    if reason:
-        raise ConfigError(f"peft={method} with dataset={dataset.name} on model={model.name}: not supported ({reason})")
+    refused = typed["peft"].capabilities.refusal(model.model_type, shape)  # the method's record (conf/peft/*.yaml)
+    if refused and refused[0] == "family":
+        raise ConfigError(f"peft={method} with model={model.name}: not supported ({refused[1]})")
+    if refused:
+        where = f"dataset={dataset.name} on model={model.name}"
+        raise ConfigError(f"peft={method} with {where}: not supported ({refused[1]})")
     allowed = metric_names_for(dataset.task, model.architecture)
     for name in dataset.metrics:
         if name not in allowed:
@@ -65,9 +64,31 @@ def validate(cfg: DictConfig, check_files: bool = True) -> RunSettings:
         raise ConfigError(f"resume={resume!r}: null (start from scratch) or auto (continue from the last checkpoint)")
     if resume and cfg.get("ckpt_path"):
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: give either ckpt_path or resume=auto, not both")
-    return RunSettings(
-        **typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape
-    )
+    if check_with_peft and isinstance(typed["peft"], PeftSettings):  # last: the one check that imports peft, torch
+        typed["peft"].check_with_peft(model.model_type)
+    return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape)
+
+
+def _peft_section(cfg: DictConfig) -> Any:
+    """Our own methods are closed typed sections; a peft method (`_target_`) keeps its peft keys as `fields`."""
+    node = cfg.get("peft")
+    schema = schema_for(node)
+    if schema is not PeftSettings:
+        return _typed_section(cfg, "peft", schema, closed=True)
+    values = {}
+    for key in node:
+        try:
+            values[key] = _resolved(node, key)
+        except OmegaConfBaseException as err:  # e.g. a family without model.peft_defaults for this method
+            _reraise_user_error(err)
+            raise ConfigError(f"peft.{key}: {_first_line(err)}") from err
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PeftSettings), split_peft_values(values)))
+    except SettingError as err:
+        raise ConfigError(f"peft.{err}") from err
+    except (ValidationError, ConfigKeyError) as err:
+        key = f"peft.{err.full_key}" if getattr(err, "full_key", None) else "peft"
+        raise ConfigError(f"{key}: {_first_line(err)}") from err
 
 
 def _typed_section(cfg: DictConfig, name: str, schema: type, closed: bool) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 from peftlab.config import validate
 from peftlab.errors import ConfigError
 from peftlab.export.card import model_card
-from peftlab.export.merge import DTYPES, MERGERS, NOT_MERGEABLE, WHOLE_MODEL, MergedModel
+from peftlab.export.merge import DTYPES, MERGERS, MergedModel
 from peftlab.models.params import folder_bytes
 from peftlab.run.rundir import RunDir
 
@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 NOT_MERGEABLE_MESSAGE = (
     "merge=true: peft={method} cannot be merged into the base model ({why}); exported the adapter alone"
 )
-# Adapter-only exports: the format the adapter folder holds (card.LOAD_SNIPPETS); others are peft adapters.
-ADAPTER_KINDS = {"adapters": "parallel", **dict.fromkeys(WHOLE_MODEL, "merged")}
+# What a run's adapter/ holds (the method's capabilities.adapter) -> how the card says to load it (LOAD_SNIPPETS).
+ADAPTER_KINDS = {"peft": "peft", "parallel": "parallel", "model": "merged"}
 PEFT_README = "README.md"  # peft's template card in adapter/: replaced by ours
 
 
@@ -52,10 +52,11 @@ def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"out={out}: exists and is not an empty folder; choose a new one")
     settings = validate(run_dir.read_config(), check_files=False)
-    method = settings.peft.method
+    method, capabilities = settings.peft.method, settings.peft.capabilities  # the method's record (conf/peft/)
     message = None
-    if merge and method in NOT_MERGEABLE:
-        message = NOT_MERGEABLE_MESSAGE.format(method=method, why=NOT_MERGEABLE[method])
+    if merge and not capabilities.mergeable:
+        why = capabilities.not_mergeable or f"its adapter/ holds {capabilities.adapter}"
+        message = NOT_MERGEABLE_MESSAGE.format(method=method, why=why)
         log.warning(message)
         merge = False
 
@@ -63,14 +64,14 @@ def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        merged = MERGERS[method](settings, adapter, dtype) if merge else None
+        merged = MERGERS[capabilities.adapter](settings, adapter, dtype) if merge else None
         if merged is not None:
             merged.model.save_pretrained(tmp)  # safetensors
             merged.tokenizer.save_pretrained(tmp)
             kind, what, notes = "merged", _merged_text(method, run), _merged_notes(merged)
         else:
             _copy_adapter(adapter, tmp)
-            kind, what, notes = ADAPTER_KINDS.get(method, "peft"), _adapter_text(method, run), []
+            kind, what, notes = ADAPTER_KINDS[capabilities.adapter], _adapter_text(settings.peft, run), []
             notes += [message] if message else []
         metrics = run_dir.read_metrics() if run_dir.metrics.is_file() else None
         card = model_card(settings, metrics, kind, str(out), what, notes)
@@ -111,8 +112,9 @@ def _merged_text(method: str, run) -> str:
     )
 
 
-def _adapter_text(method: str, run) -> str:
-    if method in WHOLE_MODEL:
+def _adapter_text(peft_settings, run) -> str:
+    method = peft_settings.method
+    if peft_settings.capabilities.adapter == "model":
         return f"The whole model trained with `{method}` in run `{run}` (nothing to merge); peft is not needed."
     return f"The `{method}` adapter trained in run `{run}`, alone: load it on top of the base model."
 

@@ -4,12 +4,10 @@ The YAML front matter is what the hub indexes (library_name, base_model, tags, d
 the run's config.yaml (model, method and its hyper-parameters, dataset) and metrics.json (validation metrics).
 """
 
-import dataclasses
 import json
 from pathlib import Path
 
 from peftlab.config import RunSettings
-from peftlab.config.peft_schema import QLoraSettings
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.models.loading import AUTO_CLASSES
 
@@ -91,7 +89,7 @@ def metrics_table(metrics: dict | None) -> str:
 
 
 def hyperparameters_table(settings: RunSettings) -> str:
-    values = dataclasses.asdict(settings.peft)
+    values = settings.peft.values()  # as the YAML spells them: peft.<key>
     rows = ["| key | value |", "|---|---|"]
     rows += [f"| `peft.{k}` | {_value(v)} |" for k, v in values.items()]
     rows += [
@@ -106,7 +104,7 @@ def load_snippet(settings: RunSettings, kind: str, out: str) -> str:
     base_args, quant_imports, quant_config = "", "", ""
     if settings.shape in LABELLED_SHAPES:
         base_args = f", num_labels={len(settings.dataset.labels)}"
-    if kind == "peft" and isinstance(settings.peft, QLoraSettings):
+    if kind == "peft" and settings.peft.capabilities.base_4bit:  # the method's record: trained on a 4-bit base
         quant = settings.peft
         head = list(settings.model.head_modules) if settings.shape in LABELLED_SHAPES else None
         quant_imports = QLORA_IMPORTS

@@ -22,23 +22,11 @@ from peft.utils import ModulesToSaveWrapper
 from peftlab.config import RunSettings
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.models.loading import AUTO_CLASSES, load_base_model, load_tokenizer
-from peftlab.models.methods import METHODS, load_kwargs_for, load_trained
+from peftlab.models.methods import load_kwargs_for, load_trained
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "bfloat16", "float16")
-
-# Methods whose trained weights fold into the base's weights (peft's merge_and_unload): LoRA adds B·A to W, IA3
-# scales W's rows (keys/values) or columns (FFN inputs). `full`/`head_only` already saved a whole model.
-PEFT_MERGEABLE = ("lora", "qlora", "ia3")
-WHOLE_MODEL = ("full", "head_only")
-# Methods that cannot be folded into the base, and why (the message a merge=true request gets).
-NOT_MERGEABLE = {
-    "prefix": "prefix tuning adds trained key/value vectors to every attention layer, there is no weight to fold "
-    "them into",
-    "adapters": "a parallel adapter has a nonlinearity between its two projections, so it cannot be folded into the "
-    "FFN's weights",
-}
 
 PROBE_TEXTS = [
     "the export check reads this sentence",
@@ -111,7 +99,7 @@ def merge_peft(settings: RunSettings, adapter: Path, dtype: str) -> MergedModel:
     tokenizer = load_tokenizer(settings.model)
     batch = probe_batch(tokenizer, settings.shape)
     trained_as, note = None, f"merged in float32, saved as {dtype}"
-    if METHODS[settings.peft.method].load_kwargs is not None:  # trained on a quantised base (QLoRA)
+    if settings.peft.capabilities.base_4bit:  # trained on a quantised base (QLoRA)
         trained_as = probe_logits(load_run_model(settings, adapter, tokenizer), batch)
         note = (
             f"trained on a 4-bit {settings.peft.quant_type.upper()} base; merged into that base de-quantised to "
@@ -148,7 +136,11 @@ def reload_whole(settings: RunSettings, adapter: Path, dtype: str) -> MergedMode
     return MergedModel(model, tokenizer, dtype, None, precision_note=f"whole model (no adapter), saved as {dtype}")
 
 
+# What the run's adapter/ holds (the method's capabilities.adapter) -> how merge=true turns it into a plain model:
+# a peft adapter folds into the weights (LoRA adds B·A to W, IA3 scales W's rows or columns, ...: peft's
+# merge_and_unload); full / head_only already saved a whole model. Methods that cannot be folded (prefix, our
+# parallel adapter, ...) say why in their record (capabilities.not_mergeable) and are exported as the adapter alone.
 MERGERS: dict[str, Callable[[RunSettings, Path, str], MergedModel]] = {
-    **dict.fromkeys(PEFT_MERGEABLE, merge_peft),
-    **dict.fromkeys(WHOLE_MODEL, reload_whole),
+    "peft": merge_peft,
+    "model": reload_whole,
 }

@@ -1,8 +1,9 @@
-"""PEFT method registry: `peft.method` -> how to load the base for it, make it trainable, and save it.
+"""PEFT methods: how to load the base for a method, make it trainable, save it and load it back.
 
-peft does LoRA, QLoRA's LoRA part, IA3 and prefix tuning (a thin mapping from our settings to its config classes);
-the parallel adapter is ours (parallel_adapter.py); `full` and `head_only` are the comparison baselines.
-Every method keeps the model's head modules trainable and saved.
+A peft method is whatever peft config class its YAML names (`_target_`, conf/peft/<name>.yaml): one builder serves
+them all, with a few hooks chosen by config type (prompt encoders' width, AdaLoRA's step budget) or by our own keys
+(a 4-bit base, LoRA+'s optimizer). peftlab's own methods are the parallel adapter (parallel_adapter.py) and the
+baselines `full`, `head_only` and `none`. Every method keeps the model's head modules trainable and saved.
 """
 
 from collections.abc import Callable
@@ -12,7 +13,14 @@ from pathlib import Path
 import peft
 import torch
 
-from peftlab.compat import use_bitsandbytes
+from peftlab.compat import name_loaded_adalora_adapter, use_bitsandbytes
+from peftlab.config.peft_schema import (
+    FullSettings,
+    HeadOnlySettings,
+    NoMethodSettings,
+    ParallelAdapterSettings,
+    PeftSettings,
+)
 from peftlab.errors import ConfigError
 from peftlab.models import parallel_adapter
 
@@ -24,6 +32,8 @@ TASK_PEFT_TYPES = {
     "seq2seq": peft.TaskType.SEQ_2_SEQ_LM,
     "causal": peft.TaskType.CAUSAL_LM,
 }
+LORAPLUS_RATIO = "peftlab_loraplus_lr_ratio"  # set on a model trained with LoRA+: the optimizer hook reads it
+PLANNED_TOTAL_STEP = "peftlab_planned_total_step"  # AdaLoRA whose total_step waits for the Trainer's plan
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
@@ -47,22 +57,38 @@ def _wrap_with_peft(model, config, settings):
         ) from err
 
 
-def apply_lora(model, settings, head_modules, shape):
-    config = peft.LoraConfig(
-        task_type=TASK_PEFT_TYPES[shape],
-        r=settings.r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=settings.target_modules,
-        bias=settings.bias,
-        use_rslora=settings.use_rslora,
-        fan_in_fan_out=settings.fan_in_fan_out,
-        modules_to_save=list(head_modules),  # else the new head is silently not saved (peft #310, #577)
-    )
-    return _wrap_with_peft(model, config, settings)
+def _prompt_encoder_width(config, model) -> None:
+    """Prefix tuning's projection and P-tuning's MLP encoder: width null in the YAML = the model's hidden size."""
+    if config.encoder_hidden_size is None:
+        config.encoder_hidden_size = model.config.hidden_size
 
 
-def qlora_load_kwargs(settings, head_modules) -> dict:
+# peft config type -> what its config still needs from the loaded model (dispatch on type, not on method names).
+FROM_MODEL: dict[type, Callable] = {
+    peft.PrefixTuningConfig: _prompt_encoder_width,
+    peft.PromptEncoderConfig: _prompt_encoder_width,
+}
+
+
+def apply_peft(model, settings: PeftSettings, head_modules, shape):
+    """Any peft method: its config (validated before loading) + what the run knows, then get_peft_model."""
+    if settings.capabilities.base_4bit:
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    saved = list(dict.fromkeys([*head_modules, *(settings.fields.get("modules_to_save") or [])]))
+    # modules_to_save: else the new head is silently not saved (peft #310, #577)
+    config = settings.peft_config(task_type=TASK_PEFT_TYPES[shape], modules_to_save=saved)
+    for kind, fill in FROM_MODEL.items():
+        if isinstance(config, kind):
+            fill(config, model)
+    model = _wrap_with_peft(model, config, settings)
+    if settings.loraplus_lr_ratio is not None:
+        setattr(model, LORAPLUS_RATIO, settings.loraplus_lr_ratio)
+    if "total_step" in settings.stand_ins():
+        setattr(model, PLANNED_TOTAL_STEP, True)
+    return model
+
+
+def quantized_load_kwargs(settings: PeftSettings, head_modules) -> dict:
     """4-bit base; the head stays out of quantisation (llm_int8_skip_modules) so it can train in full precision."""
     from transformers import BitsAndBytesConfig
 
@@ -80,31 +106,8 @@ def qlora_load_kwargs(settings, head_modules) -> dict:
     }
 
 
-def apply_qlora(model, settings, head_modules, shape):
-    model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return apply_lora(model, settings, head_modules, shape)
-
-
-def apply_ia3(model, settings, head_modules, shape):
-    config = peft.IA3Config(
-        task_type=TASK_PEFT_TYPES[shape],
-        target_modules=settings.target_modules,
-        feedforward_modules=settings.feedforward_modules,
-        fan_in_fan_out=settings.fan_in_fan_out,
-        modules_to_save=list(head_modules),
-    )
-    return _wrap_with_peft(model, config, settings)
-
-
-def apply_prefix(model, settings, head_modules, shape):
-    config = peft.PrefixTuningConfig(
-        task_type=TASK_PEFT_TYPES[shape],
-        num_virtual_tokens=settings.num_virtual_tokens,
-        prefix_projection=settings.prefix_projection,
-        encoder_hidden_size=settings.encoder_hidden_size or model.config.hidden_size,
-        modules_to_save=list(head_modules),
-    )
-    return peft.get_peft_model(model, config)
+def peft_load_kwargs(settings: PeftSettings, head_modules) -> dict:
+    return quantized_load_kwargs(settings, head_modules) if settings.capabilities.base_4bit else {}
 
 
 def apply_parallel_adapters(model, settings, head_modules, shape):
@@ -156,7 +159,7 @@ def save_parallel(model, out_dir: Path, head_modules) -> None:
 
 
 def load_peft_adapter(base, folder: Path):
-    return peft.PeftModel.from_pretrained(base, folder)
+    return name_loaded_adalora_adapter(peft.PeftModel.from_pretrained(base, folder))
 
 
 def load_parallel(base, folder: Path):
@@ -167,44 +170,45 @@ def load_full_model(base, folder: Path):
     return type(base).from_pretrained(folder)
 
 
+def _no_load_kwargs(settings, head_modules) -> dict:
+    return {}
+
+
 @dataclass(frozen=True)
 class Method:
     apply: Callable
     save: Callable = save_pretrained
     load: Callable = load_peft_adapter  # (fresh base, adapter folder) -> trained model
-    load_kwargs: Callable | None = None  # extra from_pretrained arguments (QLoRA: quantization_config)
+    load_kwargs: Callable = _no_load_kwargs  # extra from_pretrained arguments (a 4-bit base: quantization_config)
 
 
-METHODS: dict[str, Method] = {
-    "lora": Method(apply_lora),
-    "qlora": Method(apply_qlora, load_kwargs=qlora_load_kwargs),
-    "ia3": Method(apply_ia3),
-    "prefix": Method(apply_prefix),
-    "adapters": Method(apply_parallel_adapters, save=save_parallel, load=load_parallel),
-    "full": Method(apply_full, load=load_full_model),
-    "head_only": Method(apply_head_only, load=load_full_model),
-    "none": Method(apply_none, save=lambda model, out_dir, head: None, load=load_none),
+# Validated settings type (config/peft_schema.py) -> builder. Every peft method shares one.
+METHODS: dict[type, Method] = {
+    PeftSettings: Method(apply_peft, load_kwargs=peft_load_kwargs),
+    ParallelAdapterSettings: Method(apply_parallel_adapters, save=save_parallel, load=load_parallel),
+    FullSettings: Method(apply_full, load=load_full_model),
+    HeadOnlySettings: Method(apply_head_only, load=load_full_model),
+    NoMethodSettings: Method(apply_none, save=lambda model, out_dir, head: None, load=load_none),
 }
 
 
 def load_kwargs_for(settings, head_modules) -> dict:
-    method = METHODS[settings.method]
-    return method.load_kwargs(settings, head_modules) if method.load_kwargs else {}
+    return METHODS[type(settings)].load_kwargs(settings, head_modules)
 
 
 def apply_method(model: torch.nn.Module, settings, head_modules: list[str], shape: str) -> torch.nn.Module:
-    """Return the model ready to train with settings.method (validated beforehand, so the key exists)."""
-    return METHODS[settings.method].apply(model, settings, head_modules, shape)
+    """Return the model ready to train with the method `settings` describe (validated beforehand)."""
+    return METHODS[type(settings)].apply(model, settings, head_modules, shape)
 
 
 def save_trained(model: torch.nn.Module, settings, head_modules: list[str], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    METHODS[settings.method].save(model, out_dir, head_modules)
+    METHODS[type(settings)].save(model, out_dir, head_modules)
 
 
 def load_trained(base: torch.nn.Module, settings, folder: Path) -> torch.nn.Module:
     """Put what save_trained wrote back onto a fresh base (for QLoRA: a freshly quantised one)."""
-    return METHODS[settings.method].load(base, Path(folder))
+    return METHODS[type(settings)].load(base, Path(folder))
 
 
 def base_memory_footprint(model: torch.nn.Module, full_precision_bytes_per_param: int) -> dict:

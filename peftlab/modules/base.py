@@ -7,6 +7,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from peftlab.errors import PeftlabError
+from peftlab.models.method_hooks import after_optimizer_step, build_optimizer
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
@@ -44,10 +45,15 @@ class PeftModule(pl.LightningModule):
         for name, param in self.model.named_parameters():
             if param.requires_grad:
                 (no_decay if any(k in name for k in NO_DECAY) else decay).append(param)
-        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
         total = int(self.trainer.estimated_stepping_batches)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = build_optimizer(self.model, self.optimizer_factory, groups, total)  # LoRA+, AdaLoRA: their own
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        after_optimizer_step(self.model, self.global_step)  # AdaLoRA reallocates ranks (gradients still present)
 
     def trainable_state_keys(self) -> set[str]:
         return {name for name, p in self.named_parameters() if p.requires_grad}

@@ -13,7 +13,7 @@ from peftlab.report.flops import training_flops
 @dataclass
 class RunRecord:
     folder: Path
-    method: str
+    method: str  # the peft= option (metrics.json's method): dora, rslora and lora are rows of their own
     seed: int
     model: str
     dataset: str

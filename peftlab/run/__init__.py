@@ -1,7 +1,7 @@
 """Run stage: train(cfg) and evaluate(cfg), what train.py and evaluate.py call.
 
-Both validate first, so a bad value fails in about a second, before torch, Lightning and transformers are imported
-(the modules below import them).
+Both validate first, so a bad value fails before any data or weights load: our own checks in about a second,
+before torch is imported; what peft checks of its config class a few seconds later (importing peft imports torch).
 """
 
 from omegaconf import DictConfig

@@ -32,7 +32,7 @@ def with_run_model(cfg: DictConfig, run_config: Path | None, use_method: bool = 
     """
     if run_config is None:
         return cfg
-    trained = OmegaConf.load(run_config)
+    trained = RunDir(Path(run_config).parent).read_config()  # upgraded if an earlier version wrote it
     merged = OmegaConf.to_container(cfg, resolve=False)
     merged["model"] = OmegaConf.to_container(trained.model)
     if use_method:

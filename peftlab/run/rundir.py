@@ -90,9 +90,11 @@ class RunDir:
     def read_config(self):
         from omegaconf import OmegaConf
 
+        from peftlab.config.legacy import upgrade_run_config
+
         if not self.config.is_file():
             raise ConfigError(f"run={self.root}: no config.yaml; pass the training run's folder")
-        return OmegaConf.load(self.config)
+        return upgrade_run_config(OmegaConf.load(self.config))  # a run of an earlier version reads as today's
 
     def write_config(self, cfg) -> None:
         from omegaconf import OmegaConf

@@ -26,9 +26,6 @@ from peftlab.models.loading import AUTO_CLASSES, load_tokenizer, model_source
 from peftlab.modules.generation import generate_answers
 from peftlab.run.rundir import RunDir
 
-# Methods whose output is a peft adapter folder (what load_adapter reads); others save whole models or our format.
-SERVABLE_METHODS = ("lora", "qlora", "ia3", "prefix")
-
 
 @dataclass
 class ServedAdapter:
@@ -80,11 +77,10 @@ class AdapterServer:
         if run is None:
             raise ConfigError(f"adapter {name}={path}: no config.yaml beside it; pass the training run's folder")
         settings = validate(run.read_config(), check_files=False)
-        if settings.peft.method not in SERVABLE_METHODS:
-            raise ConfigError(
-                f"adapter {name}: method {settings.peft.method!r} saves no peft adapter; "
-                f"serving takes {', '.join(SERVABLE_METHODS)}"
-            )
+        capabilities = settings.peft.capabilities  # the method's record (conf/peft/<method>.yaml)
+        if not capabilities.servable:
+            why = capabilities.not_servable or f"its adapter/ holds {capabilities.adapter}, not a peft adapter"
+            raise ConfigError(f"adapter {name}: peft={settings.peft.method} cannot be served ({why})")
         self.base = self.base or settings.model
         self._check_same_base(name, folder, settings.model)
         self._load_backbone()
