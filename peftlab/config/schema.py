@@ -39,7 +39,8 @@ class ModelSettings:
     tokenizer: str | None = None
     dtype: str = "float32"
     # pretrained: from_pretrained(name_or_path). random: an offline twin built from_config(model_type,
-    # config_overrides) and written to name_or_path once (see models/tiny.py).
+    # config_overrides) and written to name_or_path once (see models/tiny.py). gguf: the GGUF file `gguf` names,
+    # converted to name_or_path once (models/gguf_import.py); a hub id there loads the hub's weights instead.
     init: str = "pretrained"
     # encoder (BERT, DeBERTa), seq2seq (T5) or causal (GPT-2, BLOOM): with dataset.task it picks the head.
     architecture: str = "encoder"
@@ -48,6 +49,8 @@ class ModelSettings:
     # init=random: how the twin's tokenizer is made (a `_target_` called with the twin's folder; see
     # models/twin_tokenizers.py). The twin's vocabulary size and special token ids follow it.
     twin_tokenizer: dict[str, Any] | None = None
+    # init=gguf: {file, package (the installed package holding it; null: file is a path), install (pip spec)}.
+    gguf: dict[str, Any] | None = None
     # Tokenizers without a pad token (GPT-2): "eos" pads with the end-of-sequence token.
     pad_token: str | None = None
     head_modules: list[str] = field(default_factory=lambda: ["classifier"])
@@ -58,7 +61,8 @@ class ModelSettings:
     def __post_init__(self) -> None:
         check(bool(self.name_or_path), "name_or_path", self.name_or_path, "a hub id or a local folder")
         check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
-        check_choice("init", self.init, ("pretrained", "random"))
+        check_choice("init", self.init, ("pretrained", "random", "gguf"))
+        check(self.init != "gguf" or bool(self.gguf), "gguf", self.gguf, "{file: ..., package: ...} when init=gguf")
         check_choice("architecture", self.architecture, ARCHITECTURES)
         check(
             self.init == "pretrained" or bool(self.model_type),

@@ -52,6 +52,8 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
     if refused:
         where = f"dataset={dataset.name} on model={model.name}"
         raise ConfigError(f"peft={method} with {where}: not supported ({refused[1]})")
+    if dataset.chat_template and shape != "causal":
+        raise ConfigError(f"dataset.chat_template=true: for causal models only (model={model.name} is {shape})")
     allowed = metric_names_for(dataset.task, model.architecture)
     for name in dataset.metrics:
         if name not in allowed:

@@ -28,7 +28,7 @@ def end_token_id(tokenizer) -> int:
 # The settings an encoding depends on: they go into the tokenisation cache's fingerprint.
 FINGERPRINT_KEYS = (
     "task", "text_column", "text_pair_column", "context_column", "choices_column", "choice_text_key",
-    "label_column", "labels", "prompt_template", "target_column", "max_length", "max_target_length",
+    "label_column", "labels", "prompt_template", "target_column", "max_length", "max_target_length", "chat_template",
 )  # fmt: skip
 
 
@@ -101,8 +101,10 @@ class CausalRows(Encoder):
         end = end_token_id(tokenizer)
         start = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) else []  # Llama-style BOS
         pairs = [(prompt_text(r, s), t) for r in _rows(batch) for t in target_texts(r, s)]  # one example per target
+        if s.chat_template:  # the answer starts the assistant's turn, right after the template's own text
+            pairs = [(chat_prompt(tokenizer, p), t) for p, t in pairs]
         prompts = [p for p, _ in pairs]
-        texts = [f"{p} {t}" for p, t in pairs]
+        texts = [f"{p}{t}" if s.chat_template else f"{p} {t}" for p, t in pairs]
         encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
         out = {"input_ids": [], "attention_mask": [], "labels": [], "prompt_length": []}
         for ids, offsets, prompt in zip(encoded["input_ids"], encoded["offset_mapping"], prompts, strict=True):
@@ -115,6 +117,14 @@ class CausalRows(Encoder):
             out["labels"].append([IGNORE_INDEX] * len(prompt_ids) + target)
             out["prompt_length"].append(len(prompt_ids))
         return out
+
+
+def chat_prompt(tokenizer, prompt: str) -> str:
+    """`prompt` as the user's turn in the tokenizer's chat template, opened for the assistant's answer."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"dataset.chat_template=true: {type(tokenizer).__name__} of this model has no chat template")
+    messages = [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 ENCODERS = {"classify": ClassifyRows, "choose": ChoiceRows, "seq2seq": Seq2SeqRows, "causal": CausalRows}

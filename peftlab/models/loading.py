@@ -10,6 +10,7 @@ from peftlab.compat import expose_past_key_values, keep_exact_4bit_layout
 from peftlab.config.schema import ModelSettings
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.errors import ConfigError
+from peftlab.models.gguf_import import materialise_gguf
 from peftlab.models.tiny import materialise_twin
 
 # Task shape (config/tasks.py) -> transformers auto class that adds the right head.
@@ -88,16 +89,33 @@ def load_tokenizer(settings: ModelSettings):
 
 
 def model_source(settings: ModelSettings) -> str:
-    """The folder or hub id to load; for init=random, the offline twin (its bare backbone) is written there first."""
-    if settings.init == "random":
-        materialise_twin(
-            settings.name_or_path,
-            settings.model_type,
-            dict(settings.config_overrides),
-            "AutoModel",
-            tokenizer=_plain(settings.twin_tokenizer),
-        )
+    """The folder or hub id to load; an offline twin (init=random) or a GGUF conversion (init=gguf) is written
+    there first, once."""
+    write = LOCAL_SOURCES.get(settings.init)
+    if write is not None and not _is_hub_id(settings.name_or_path):
+        write(settings)
     return settings.name_or_path
+
+
+def _write_twin(settings: ModelSettings) -> None:
+    tokenizer = _plain(settings.twin_tokenizer)
+    materialise_twin(
+        settings.name_or_path, settings.model_type, dict(settings.config_overrides), "AutoModel", tokenizer=tokenizer
+    )
+
+
+def _write_gguf_conversion(settings: ModelSettings) -> None:
+    materialise_gguf(settings.name_or_path, _plain(settings.gguf))
+
+
+# model.init -> what writes the folder name_or_path names before it is loaded (pretrained: nothing).
+LOCAL_SOURCES = {"random": _write_twin, "gguf": _write_gguf_conversion}
+
+
+def _is_hub_id(name: str) -> bool:
+    """`org/name` not found on disk: the hub's weights are asked for (a cache folder is always an absolute path)."""
+    path = Path(name).expanduser()
+    return not path.is_absolute() and not path.exists() and name.count("/") == 1
 
 
 def _plain(spec) -> dict | None:

@@ -17,7 +17,14 @@ def _classification(settings: RunSettings, model, tokenizer, optimizer, warmup_r
 def _generation(settings: RunSettings, model, tokenizer, optimizer, warmup_ratio):
     d = settings.dataset
     return GenerationModule(
-        model, optimizer, warmup_ratio, d.metrics, tokenizer, d.generation, causal=settings.shape == "causal"
+        model,
+        optimizer,
+        warmup_ratio,
+        d.metrics,
+        tokenizer,
+        d.generation,
+        causal=settings.shape == "causal",
+        max_generate_rows=d.max_eval_generate_rows,
     )
 
 

