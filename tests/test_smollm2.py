@@ -187,7 +187,7 @@ def test_lora_on_500_sql_rows_beats_the_base_exact_match(tmp_path):
     common = ["model=smollm2", "dataset=sql", f"dataset.data_dir={data}", "dataset.chat_template=true",
               "dataset.max_eval_rows=100", "trainer.enable_progress_bar=false"]  # fmt: skip
     run = tmp_path / "lora"
-    trained = run_cli(*common, "peft=lora", "dataset.max_train_rows=500", "trainer.max_epochs=2",
+    trained = run_cli(*common, "peft=lora", "dataset.max_train_rows=500", "trainer.max_epochs=1",
                       f"hydra.run.dir={run}", timeout=3600)  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-1500:]
     scored = run_cli(*common, f"compare=[base,{run}]", f"hydra.run.dir={tmp_path / 'eval'}", script="evaluate.py",

@@ -54,7 +54,10 @@ def materialise_gguf(folder: str, gguf: dict) -> Path:
     if marker.is_file() and json.loads(marker.read_text()) == spec and (out / "config.json").is_file():
         return out
     if out.is_dir() and any(out.iterdir()) and not marker.is_file():
-        raise ConfigError(f"model.name_or_path={folder}: holds a model not converted from a GGUF; not overwriting it")
+        raise ConfigError(
+            f"model.name_or_path={folder}: holds a model not converted from a GGUF; not overwriting it "
+            "(to load its weights set model.init=pretrained)"
+        )
     tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -3,12 +3,15 @@
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from peftlab.cli import run_command
-from peftlab.serve.server import AdapterServer
+
+if TYPE_CHECKING:  # imported by load_server: peft (and bitsandbytes with it) only after run_command's preparation
+    from peftlab.serve.server import AdapterServer
 
 
 def _adapter_arg(value: str) -> tuple[str, str]:
@@ -37,14 +40,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_server(adapters: list[tuple[str, str]]) -> AdapterServer:
+def load_server(adapters: list[tuple[str, str]]) -> "AdapterServer":
+    from peftlab.serve.server import AdapterServer
+
     server = AdapterServer()
     for name, path in adapters:
         server.add_adapter(name, path)
     return server
 
 
-def predict(server: AdapterServer, text: str, only: str | None, as_json: bool) -> None:
+def predict(server: "AdapterServer", text: str, only: str | None, as_json: bool) -> None:
     names = [only] if only else list(server.adapters)
     rows = [{"adapter": n, **server.predict(n, text), "base": server.predict(n, text, base=True)} for n in names]
     if as_json:

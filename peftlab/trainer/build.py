@@ -41,6 +41,8 @@ def build_trainer(
     loggers = instantiate_collection(cfg.get("logger"), tracker_runs)
     if not loggers:  # Lightning refuses a LearningRateMonitor without a logger: nothing to monitor into
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
+    if cfg.trainer.get("enable_progress_bar") is False:  # else Lightning refuses the callbacks group's progress bar
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision)
 
 
