@@ -8,15 +8,13 @@ De-quantised 4-bit weights only approximate the original release's bf16 ones.
 """
 
 import importlib.util
-import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 import transformers
 
 from peftlab.errors import ConfigError
+from peftlab.models.cached_folder import write_once
 
 GGUF_MARKER = "peftlab_gguf.json"
 
@@ -48,29 +46,10 @@ def load_gguf_tokenizer(file: str, package: str | None = None, install: str | No
 def materialise_gguf(folder: str, gguf: dict) -> Path:
     """Write (or reuse) the transformers folder converted from `gguf` ({file, package, install}); returns it."""
     path = locate_gguf(**gguf)
-    out = Path(folder).expanduser()
     spec = {"gguf": str(path), "bytes": path.stat().st_size, "transformers": transformers.__version__}
-    marker = out / GGUF_MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == spec and (out / "config.json").is_file():
-        return out
-    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
-        raise ConfigError(
-            f"model.name_or_path={folder}: holds a model not converted from a GGUF; not overwriting it "
-            "(to load its weights set model.init=pretrained)"
-        )
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        convert_gguf(path, tmp)
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    (tmp / GGUF_MARKER).write_text(json.dumps(spec, indent=2))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out, ignore_errors=True)  # a conversion made by another transformers version is redone
-    tmp.replace(out)  # atomic: a parallel job sees either no folder or a whole one
-    return out
+    return write_once(
+        folder, GGUF_MARKER, spec, lambda tmp: convert_gguf(path, tmp), foreign="not converted from a GGUF"
+    )
 
 
 def convert_gguf(path: Path, out: Path) -> None:

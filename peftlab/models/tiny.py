@@ -6,15 +6,12 @@ hub model. The tokenizer comes first (models/twin_tokenizers.py): the model's vo
 ids are read from it, as a hub config's are set from its tokenizer.
 """
 
-import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 import transformers
 
-from peftlab.errors import ConfigError
+from peftlab.models.cached_folder import write_once
 
 TWIN_MARKER = "peftlab_twin.json"
 
@@ -31,7 +28,6 @@ def materialise_twin(
 
     `tokenizer` is a `_target_` spec (conf/model/*_tiny.yaml `twin_tokenizer`) called with the folder to write into.
     """
-    out = Path(folder).expanduser()
     spec = {
         "model_type": model_type,
         "config": config_overrides,
@@ -40,33 +36,20 @@ def materialise_twin(
         "seed": seed,
         "transformers": transformers.__version__,
     }
-    marker = out / TWIN_MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == spec and (out / "config.json").is_file():
-        return out
-    if out.is_dir() and any(out.iterdir()) and not marker.is_file():  # e.g. an exported model: never delete it
-        raise ConfigError(
-            f"model.name_or_path={folder}: holds a model that is not a tiny twin; not overwriting it "
-            "(to load its weights set model.init=pretrained)"
-        )
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    overrides = dict(config_overrides)
-    if tokenizer is not None:
-        from hydra.utils import instantiate
 
-        built = instantiate(tokenizer, folder=str(tmp))
-        built.save_pretrained(tmp)
-        overrides = {**_vocabulary_of(built), **overrides}
-    config = transformers.AutoConfig.for_model(model_type, **overrides)
-    torch.manual_seed(seed)  # same weights for every run and every test: twins are reproducible
-    model = getattr(transformers, task_auto_class).from_config(config)
-    model.save_pretrained(tmp)
-    (tmp / TWIN_MARKER).write_text(json.dumps(spec, indent=2))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out, ignore_errors=True)  # a stale twin (other spec) is rebuilt
-    tmp.replace(out)  # atomic: a parallel job sees either no twin or a whole one
-    return out
+    def build(tmp: Path) -> None:
+        overrides = dict(config_overrides)
+        if tokenizer is not None:
+            from hydra.utils import instantiate
+
+            built = instantiate(tokenizer, folder=str(tmp))
+            built.save_pretrained(tmp)
+            overrides = {**_vocabulary_of(built), **overrides}
+        config = transformers.AutoConfig.for_model(model_type, **overrides)
+        torch.manual_seed(seed)  # same weights for every run and every test: twins are reproducible
+        getattr(transformers, task_auto_class).from_config(config).save_pretrained(tmp)
+
+    return write_once(folder, TWIN_MARKER, spec, build, foreign="that is not a tiny twin")
 
 
 def _vocabulary_of(tokenizer) -> dict:
