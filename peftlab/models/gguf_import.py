@@ -54,7 +54,7 @@ def materialise_gguf(folder: str, gguf: dict) -> Path:
 
 def convert_gguf(path: Path, out: Path) -> None:
     """De-quantise `path` into `out` as config.json + model.safetensors + tokenizer files (float32)."""
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    tokenizer = load_gguf_tokenizer(str(path))
     loaded = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     config = loaded.config
     if hasattr(config, "quantization_config"):

@@ -42,8 +42,7 @@ class GenerationModule(PeftModule):
         self.generation = dict(generation)
         self.causal = causal
         self.max_generate_rows = max_generate_rows  # over all processes; None: every validation row
-        self.generated_rows = 0
-        self.generate_limit: int | None = None  # this process's share, set when a validation starts
+        self.generated_rows = 0  # by this process, in the current validation
         self.val_metrics = text_metrics(list(metric_names), prefix="val/")
         self.predictions: list[dict] = []  # (prediction, reference) of the last validation, for eval reports
 
@@ -53,7 +52,10 @@ class GenerationModule(PeftModule):
     def _rows_to_generate(self, batch: dict) -> dict | None:
         """The batch's rows still within this process's share of max_generate_rows (None when none are)."""
         rows = len(batch["labels"])
-        keep = rows if self.generate_limit is None else min(rows, self.generate_limit - self.generated_rows)
+        if self.max_generate_rows is None:
+            return batch
+        share = -(-self.max_generate_rows // max(self.trainer.world_size, 1))  # this process's part
+        keep = min(rows, share - self.generated_rows)
         self.generated_rows += max(keep, 0)
         if keep <= 0:
             return None
@@ -67,8 +69,6 @@ class GenerationModule(PeftModule):
     def on_validation_epoch_start(self) -> None:
         self.predictions = []
         self.generated_rows = 0
-        if self.max_generate_rows is not None:  # each process decodes its share of the first rows
-            self.generate_limit = -(-self.max_generate_rows // max(self.trainer.world_size, 1))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.model(**self.model_batch(batch))
