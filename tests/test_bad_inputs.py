@@ -21,7 +21,9 @@ from peftlab.errors import ConfigError
         (["hardware.strategy=horovod"], "hardware.strategy='horovod': allowed values are auto, ddp,"),
         (["hardware=ddp", "hardware.num_nodes=0"], "hardware.num_nodes=0: must be >= 1"),
         (["hardware=fsdp", "hardware.accelerator=cpu"], "hardware.strategy='fsdp': runs on GPUs only"),
-        (["hardware=fsdp"], None),
+        (["hardware=fsdp"], "hardware.strategy=fsdp: not supported yet (adapter/ is written from rank 0's weights"),
+        (["hardware=deepspeed", "hardware.strategy=deepspeed_stage_3_offload"], "hardware.strategy=deepspeed_stage_3"),
+        (["hardware=deepspeed"], None),  # ZeRO stage 2: the weights stay whole on every rank
     ],
 )
 def test_hardware_values_are_checked(overrides, expected, tmp_path):

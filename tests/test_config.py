@@ -29,11 +29,16 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     extra = ["model=t5_tiny"] if group == "dataset" and option in GENERATION_DATASETS else []
     plus = "+" if group in SELECTED_BY_OPTIONS else ""
     cfg = compose_config([f"{plus}{group}={option}", *extra], output_dir=tmp_path)
+    if (group, option) in REFUSED_OPTIONS:  # kept as the option users type; validation says why it cannot run yet
+        with pytest.raises(ConfigError, match=REFUSED_OPTIONS[group, option]):
+            validate(cfg)
+        return
     settings = validate(cfg)
     assert isinstance(settings.peft, MethodSettings) and settings.peft.method == cfg.peft.method
 
 
 GENERATION_DATASETS = ("sql", "instruct", "detox", "race_distractors")
+REFUSED_OPTIONS = {("hardware", "fsdp"): r"^hardware.strategy=fsdp: not supported yet"}
 
 
 @pytest.mark.parametrize(
@@ -135,3 +140,46 @@ def test_a_family_refusal_can_name_one_task_shape(tmp_path):
         validate(compose_config(["model=t5_tiny", "peft=prefix"], output_dir=tmp_path))  # classification head
     settings = validate(compose_config(["model=t5_tiny", "peft=prefix", "dataset=sql"], output_dir=tmp_path))
     assert settings.shape == "seq2seq" and settings.peft.method == "prefix"  # generation: peft's prefix works
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["peft=qlora", "hardware=deepspeed"], r"^peft=qlora with hardware.strategy=deepspeed_stage_2: not supported"),
+        (["model=t5_tiny", "hardware=gpu", "hardware.precision=16-mixed"],
+         r"^hardware.precision=16-mixed: model=t5_tiny overflows in float16; use bf16-mixed"),
+    ],
+)  # fmt: skip
+def test_hardware_that_would_train_wrong_is_refused_before_work(overrides, expected, tmp_path):
+    with pytest.raises(ConfigError, match=expected):
+        validate(compose_config(overrides, output_dir=tmp_path))
+
+
+@pytest.mark.parametrize(("bf16", "model", "expected"), [
+    (True, "t5_tiny", "bf16-mixed"), (False, "t5_tiny", "32-true"), (False, "gpt2_tiny", "16-mixed"),
+])  # fmt: skip
+def test_precision_auto_follows_the_gpu_and_the_family(bf16, model, expected, tmp_path, monkeypatch):
+    """A T4 or V100 has no bfloat16 (emulated only): T5 then trains in fp32, not in overflowing float16."""
+    import torch
+
+    from peftlab.trainer.hardware import resolve_precision
+
+    settings = validate(compose_config([f"model={model}", "hardware=p3"], output_dir=tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16 or including_emulation)
+    assert resolve_precision(settings.hardware, settings.model) == expected
+
+
+def test_the_strategy_table_agrees_with_lightnings_registry():
+    """config/schema.py keeps its own small table because validation runs where Lightning is not installed (the
+    SageMaker launch); Lightning's StrategyRegistry is the reference it must match."""
+    from pytorch_lightning.strategies import DeepSpeedStrategy, FSDPStrategy, StrategyRegistry
+
+    from peftlab.config.schema import STRATEGIES
+
+    for name, (package, gpus_only) in STRATEGIES.items():
+        if name == "auto":
+            continue
+        strategy = StrategyRegistry[name]["strategy"]
+        assert (package == "deepspeed") == issubclass(strategy, DeepSpeedStrategy), name
+        assert gpus_only == issubclass(strategy, DeepSpeedStrategy | FSDPStrategy), name

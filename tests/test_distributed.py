@@ -75,6 +75,9 @@ def test_one_metrics_json_with_the_effective_batch(ddp_run):
     assert report["effective_batch_size"] == 8 * 2 * 1 * 2
     assert report["batch"] == {"per_device": 8, "devices": 2, "num_nodes": 1, "accumulate_grad_batches": 2, "total": 32}
     assert report["train_samples"] == TRAIN_ROWS  # summed over both processes
+    per_rank = report["peak_memory_per_rank"]  # each process's own peak, gathered from both
+    assert [r["rank"] for r in per_rank] == [0, 1] and all(r["rss_mb"] > 100 for r in per_rank)
+    assert per_rank[0]["rss_mb"] <= report["peak_memory"]["rss_mb"]  # the latter also covers writing adapter/
     assert report["global_step"] == TRAIN_ROWS // 32
     assert "effective batch size 32 = 8 per device × 2 devices × 1 nodes × 2 accumulated" in proc.stdout
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
@@ -97,6 +100,7 @@ def test_validation_metric_equals_single_process_evaluation_of_the_adapter(ddp_r
     assert best["val/loss"] == pytest.approx(row["val/loss"], rel=0.05)  # mean of the two ranks' means
 
 
+@pytest.mark.slow  # 50 s: two 2-process jobs; DDP runs and -m sweeps each have fast tests of their own
 def test_multirun_sweep_runs_each_job_as_its_own_process_group(tmp_path):
     """-m with DDP: 2 sweep points x 2 processes -> 2 job folders, one metrics.json each, no nested sweeps."""
     sweep = tmp_path / "sweep"

@@ -75,13 +75,21 @@ def test_head_only_with_unknown_head_names_the_key(tmp_path):
         apply_method(_fresh(settings), settings.peft, settings.model.head_modules, "classify")
 
 
-def test_qlora_keeps_the_head_out_of_4bit_and_never_sets_a_device_map(tmp_path):
+def test_qlora_keeps_the_head_out_of_4bit_and_loads_onto_the_ranks_own_gpu(tmp_path, monkeypatch):
     from peftlab.models.methods import load_kwargs_for
 
     settings = _settings(tmp_path, ["peft=qlora"])
-    kwargs = load_kwargs_for(settings.peft, settings.model.head_modules)
-    assert "device_map" not in kwargs  # device_map="auto" would turn DDP into naive model parallelism
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    on_rank_3 = load_kwargs_for(settings.peft, settings.model.head_modules, torch.device("cuda", 3))
+    assert on_rank_3["device_map"] == {"": torch.device("cuda", 3)}  # never "auto" (model parallelism), never GPU 0
+    assert on_rank_3["quantization_config"].bnb_4bit_compute_dtype == torch.bfloat16  # compute_dtype=auto on a GPU
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    on_a_v100 = load_kwargs_for(settings.peft, settings.model.head_modules, torch.device("cuda", 0))
+    assert on_a_v100["quantization_config"].bnb_4bit_compute_dtype == torch.float32  # emulated bf16 is not taken
+    kwargs = load_kwargs_for(settings.peft, settings.model.head_modules, torch.device("cpu"))
+    assert "device_map" not in kwargs
     quant = kwargs["quantization_config"]
+    assert quant.bnb_4bit_compute_dtype == torch.float32
     assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
     assert quant.llm_int8_skip_modules == ["classifier"]
     model = load_base_model(settings.model, "classify", ["a", "b"], **kwargs)

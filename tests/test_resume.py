@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,6 +114,47 @@ def test_truncated_last_ckpt_warns_and_falls_back_to_the_newest_good_one(checkpo
     with caplog.at_level("WARNING"):
         assert checkpoint_to_resume(settings, checkpoints) == str(newest)
     assert f"{last} is not a readable checkpoint" in caplog.text
+
+
+def test_a_deepspeed_checkpoint_folder_is_resumed_and_a_cut_one_skipped(tmp_path, caplog):
+    """DeepSpeed saves last.ckpt as a folder (latest -> tag folder with the model states): resume=auto takes it."""
+    folder = tmp_path / "checkpoints"
+
+    def deepspeed_folder(name: str, finished: bool) -> Path:
+        states = folder / name / "checkpoint"
+        states.mkdir(parents=True)
+        (states / "mp_rank_00_model_states.pt").write_bytes(b"states")
+        if finished:
+            (folder / name / "latest").write_text("checkpoint")
+        return folder / name
+
+    older = deepspeed_folder("epoch00-step000003.ckpt", finished=True)
+    settings = validate(compose_config([*RUN, "resume=auto"], output_dir=tmp_path))
+    last = deepspeed_folder("last.ckpt", finished=True)
+    assert checkpoint_to_resume(settings, folder) == str(last)  # is_file() would have restarted from step 0
+    (last / "latest").unlink()  # killed mid-save
+    with caplog.at_level("WARNING"):
+        assert checkpoint_to_resume(settings, folder) == str(older)
+    assert "without DeepSpeed's 'latest' file" in caplog.text
+
+
+def test_adapter_weights_are_read_from_a_deepspeed_folder_through_lightnings_converter(tmp_path, monkeypatch):
+    import pytorch_lightning.utilities.deepspeed as lightning_deepspeed
+
+    from peftlab.run.outputs import load_trainable_weights
+
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    trained = {"0.weight": torch.full((2, 2), 7.0), "0.bias": torch.zeros(2)}
+    calls = []
+
+    def convert(checkpoint_dir, output_file, tag=None):  # stands in for deepspeed's zero_to_fp32 (GPU-only here)
+        calls.append(Path(checkpoint_dir))
+        return {"state_dict": trained, "global_step": 3}
+
+    monkeypatch.setattr(lightning_deepspeed, "convert_zero_checkpoint_to_fp32_state_dict", convert)
+    (tmp_path / "best.ckpt").mkdir()
+    load_trainable_weights(module, str(tmp_path / "best.ckpt"))
+    assert calls == [tmp_path / "best.ckpt"] and torch.equal(module[0].weight, trained["0.weight"])
 
 
 def test_broken_explicit_ckpt_path_is_one_line_error(tmp_path):

@@ -2,7 +2,7 @@
 
 import torch
 
-from peftlab.data.resumable import ShardedEpochSeeded, epoch_seeded_random
+from peftlab.data.resumable import EpochSeeded, ShardedEpochSeeded, epoch_seeded_random
 from peftlab.data.sampling import ShuffledBucketSampler
 
 
@@ -54,3 +54,36 @@ def test_sharded_epoch_order_is_disjoint_complete_and_resumes_on_each_rank():
     assert first == padded[0::2] and second == padded[1::2]
     assert shard(0, 2) != first  # the next epoch draws a new order
     assert shard(0, 1, resume=6) == first[6:] and shard(1, 1, resume=6) == second[6:]
+
+
+def test_each_rank_gets_whole_alike_length_batches_and_resumes():
+    """DDP: the bucketed batches are dealt whole, so no rank's batch mixes two buckets' lengths."""
+    lengths = [(i * 37) % 101 + 1 for i in range(195)]
+
+    def grouped(seed=4):
+        generator = torch.Generator()
+        return EpochSeeded(ShuffledBucketSampler(lengths, 8, group_batches=25, generator=generator), generator, seed)
+
+    def shard(rank, epoch=1, resume=None):
+        sampler = ShardedEpochSeeded(grouped(), num_replicas=2, rank=rank, batch_size=8)
+        if resume is not None:
+            sampler.resume_at(epoch, resume)
+        sampler.set_epoch(epoch)
+        return sampler, list(sampler)
+
+    whole = grouped()
+    whole.set_epoch(1)
+    buckets = _batches(whole, 8)[1]  # 24 full batches, then the short one (3 rows)
+    (s0, r0), (s1, r1) = shard(0), shard(1)
+    mine = [_batches(r, 8)[1] for r in (r0, r1)]
+    assert len(mine[0]) == len(mine[1]) == 13  # same number of steps on both ranks
+    assert mine[0] == buckets[0::2] and mine[1] == [*buckets[1::2], buckets[0]]  # whole buckets; padded by the head
+    assert (len(s0), len(s1)) == (len(r0), len(r1)) == (12 * 8 + 3, 13 * 8)
+    assert set(r0) | set(r1) == set(range(195))
+
+    def spread(batches):
+        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+
+    strided = [_batches(list(whole)[rank::2], 8)[1] for rank in (0, 1)]  # DistributedSampler's row striding
+    assert spread(mine[0] + mine[1]) * 2 < spread(strided[0] + strided[1])
+    assert shard(0, resume=16)[1] == r0[16:] and shard(1, resume=16)[1] == r1[16:]

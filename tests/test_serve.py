@@ -100,6 +100,19 @@ def test_adapter_of_another_base_is_refused_naming_both(server, runs):
         server.add_adapter("other", runs / "other")
 
 
+def test_a_failure_that_is_not_another_base_keeps_its_own_error(runs, monkeypatch):
+    """Out of memory while loading is a RuntimeError too; it must not read "trained on another base"."""
+    import peft
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(peft.PeftModel, "from_pretrained", out_of_memory)
+    with pytest.raises(RuntimeError, match="CUDA out of memory") as info:
+        AdapterServer().add_adapter("a", runs / "pos_a")
+    assert not isinstance(info.value, ConfigError)
+
+
 def test_cli_predict_prints_every_adapter(runs, capsys):
     code = serve_main(
         ["predict", "--adapter", f"a={runs / 'pos_a'}", "--adapter", f"q={runs / 'sql'}", "--json", SENTENCE]

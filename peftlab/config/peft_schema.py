@@ -132,7 +132,7 @@ def _total_step_stand_in(fields: dict) -> int:
 # total_step becomes the Trainer's planned optimizer steps when training starts (models/methods.py).
 RUN_TIME_FIELDS: dict[str, Callable[[dict], Any]] = {"total_step": _total_step_stand_in}
 QUANT_TYPES = ("nf4", "fp4")
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass

@@ -14,7 +14,9 @@ from peftlab.config.tasks import ARCHITECTURES
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 # Lightning strategy names accepted as hardware.strategy -> (package needed beyond Lightning or None, GPUs only).
-# Both are checked before any weights load (Lightning would fail much later, or with a traceback).
+# Both are checked before any weights load (Lightning would fail much later, or with a traceback). Why a table and not
+# Lightning's StrategyRegistry: validation also runs where Lightning is not installed (the SageMaker launch); a test
+# checks every row against the registry.
 STRATEGIES = {
     "auto": (None, False),
     "ddp": (None, False),
@@ -57,6 +59,10 @@ class ModelSettings:
     # Per method option (lora, ia3, adapters, ...): the family's targets and known recipe; which methods a family
     # refuses is each method's own record (conf/peft/*.yaml capabilities.refused_families).
     peft_defaults: dict[str, Any] = field(default_factory=dict)
+    # Whether float16 (16-mixed, 16-true) is safe for this family. false (T5): its activations overflow float16's
+    # range, so precision=auto picks bf16-mixed where the GPU has it and 32-true elsewhere (T4, V100), and an explicit
+    # float16 precision is refused.
+    float16: bool = True
 
     def __post_init__(self) -> None:
         check(bool(self.name_or_path), "name_or_path", self.name_or_path, "a hub id or a local folder")

@@ -52,6 +52,7 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
     if refused:
         where = f"dataset={dataset.name} on model={model.name}"
         raise ConfigError(f"peft={method} with {where}: not supported ({refused[1]})")
+    check_hardware_fits(model, typed["peft"], typed["hardware"])
     if dataset.chat_template and shape != "causal":
         raise ConfigError(f"dataset.chat_template=true: for causal models only (model={model.name} is {shape})")
     allowed = metric_names_for(dataset.task, model.architecture)
@@ -69,6 +70,34 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
     if check_with_peft and isinstance(typed["peft"], PeftSettings):  # last: the one check that imports peft, torch
         typed["peft"].check_with_peft(model.model_type)
     return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape)
+
+
+# Strategies that shard or wrap the weights themselves: a 4-bit bitsandbytes base is neither sharded nor wrapped by
+# Lightning's FSDP or DeepSpeed strategies (QLoRA with them needs their own 4-bit storage setup, not built here).
+SHARDING_PREFIXES = ("fsdp", "deepspeed")
+FLOAT16_PRECISIONS = ("16-mixed", "16-true", "16")
+# Strategies that shard the parameters themselves (FSDP, ZeRO stage 3): not verified on GPUs yet, refused (issue 17).
+PARAMETER_SHARDING = ("fsdp", "deepspeed_stage_3")
+
+
+def check_hardware_fits(model: ModelSettings, peft: Any, hardware: HardwareSettings) -> None:
+    """Combinations of model, method and hardware that would fail or silently train wrong, refused before work."""
+    if hardware.strategy.startswith(PARAMETER_SHARDING):
+        raise ConfigError(
+            f"hardware.strategy={hardware.strategy}: not supported yet (adapter/ is written from rank 0's weights, "
+            "which it shards, and validation gives ranks unequal batch counts, which hangs sharded forwards); use "
+            "hardware=ddp, or hardware=deepspeed (ZeRO stage 2: optimizer state and gradients sharded)"
+        )
+    if peft.capabilities.base_4bit and hardware.strategy.startswith(SHARDING_PREFIXES):
+        raise ConfigError(
+            f"peft={peft.method} with hardware.strategy={hardware.strategy}: not supported (a 4-bit base is not "
+            "sharded by Lightning's FSDP/DeepSpeed); use hardware=ddp: each rank holds its own 4-bit copy"
+        )
+    if not model.float16 and str(hardware.precision) in FLOAT16_PRECISIONS:
+        raise ConfigError(
+            f"hardware.precision={hardware.precision}: model={model.name} overflows in float16; use bf16-mixed "
+            "(GPUs with bfloat16), 32-true, or auto (picks one of them)"
+        )
 
 
 def _peft_section(cfg: DictConfig) -> Any:

@@ -81,7 +81,9 @@ class TextDataModule(pl.LightningDataModule):
             sampler = EpochSeeded(bucketed, generator, self.seed)
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:  # each process its slice (Lightning leaves it as is)
-            sampler = ShardedEpochSeeded(sampler, num_replicas=trainer.world_size, rank=trainer.global_rank)
+            sampler = ShardedEpochSeeded(
+                sampler, trainer.world_size, trainer.global_rank, batch_size=self.settings.batch_size
+            )
         self._train_sampler = sampler
         self._apply_resume()
         return self._loader(self.train_dataset, self.settings.batch_size, shuffle=False, sampler=sampler)

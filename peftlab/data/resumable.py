@@ -38,16 +38,20 @@ class EpochSeeded(Sampler[int]):
 
 
 class ShardedEpochSeeded(DistributedSampler):
-    """This process's slice of an EpochSeeded order (several processes), resumable the same way.
+    """This process's whole batches of an EpochSeeded order (several processes), resumable the same way.
 
+    The order is cut into `batch_size` blocks and the blocks are dealt out: rank r gets blocks r, r + n, r + 2n ...
+    Why blocks and not rows: a length-grouped order's consecutive blocks are the alike-length batches, and striding
+    row by row (DistributedSampler) would build each rank's batch from halves of two buckets, mixing lengths again.
+    The block list is padded to a multiple of the process count by repeating its head blocks (as DistributedSampler
+    pads rows), so every rank takes the same number of batches; the data's one short block stays last on its rank.
     Why a DistributedSampler subclass: Lightning then uses it as it is; otherwise it wraps the sampler in its
     DistributedSamplerWrapper, which neither forwards `set_epoch` nor knows how far an interrupted epoch got.
-    The order is padded to a multiple of the process count by repeating its head, as DistributedSampler does.
     """
 
-    def __init__(self, inner: EpochSeeded, num_replicas: int, rank: int):
+    def __init__(self, inner: EpochSeeded, num_replicas: int, rank: int, batch_size: int = 1):
         super().__init__(inner, num_replicas=num_replicas, rank=rank, shuffle=False)
-        self.inner = inner
+        self.inner, self.batch_size = inner, batch_size
         self._resume: tuple[int, int] | None = None
 
     def resume_at(self, epoch: int, seen: int) -> None:
@@ -57,13 +61,29 @@ class ShardedEpochSeeded(DistributedSampler):
         super().set_epoch(epoch)
         self.inner.set_epoch(epoch)
 
+    def _blocks(self) -> list[list[int]]:
+        """This rank's blocks of the dealt order; its own order depends only on (seed, epoch), as on one process."""
+        order, size = list(self.inner), self.batch_size
+        blocks = [order[i : i + size] for i in range(0, len(order), size)]
+        full = [block for block in blocks if len(block) == size] or blocks
+        padding = -len(blocks) % self.num_replicas
+        blocks += [full[i % len(full)] for i in range(padding)]
+        return blocks[self.rank :: self.num_replicas]
+
+    def __len__(self) -> int:
+        blocks, size = -(-len(self.inner) // self.batch_size), self.batch_size
+        if len(self.inner) < size:  # one short block, repeated on every rank
+            return len(self.inner)
+        mine = -(-blocks // self.num_replicas)
+        short = len(self.inner) % size
+        holds_short = short and (blocks - 1) % self.num_replicas == self.rank
+        return mine * size - (size - short if holds_short else 0)
+
     def __iter__(self):
-        order = list(self.inner)
-        while len(order) < self.total_size:
-            order += order[: self.total_size - len(order)]
+        rows = [i for block in self._blocks() for i in block]
         skip = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
         self._resume = None
-        yield from order[self.rank : self.total_size : self.num_replicas][skip:]
+        yield from rows[skip:]
 
 
 def epoch_seeded_random(data_source, seed: int) -> EpochSeeded:

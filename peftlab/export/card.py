@@ -48,7 +48,7 @@ quantization_config = BitsAndBytesConfig(
     load_in_4bit=True,
     bnb_4bit_quant_type="{quant_type}",
     bnb_4bit_use_double_quant={double_quant},
-    bnb_4bit_compute_dtype=torch.{compute_dtype},
+    bnb_4bit_compute_dtype={compute_dtype},
     llm_int8_skip_modules={head},
 )
 """
@@ -109,7 +109,10 @@ def load_snippet(settings: RunSettings, kind: str, out: str) -> str:
         head = list(settings.model.head_modules) if settings.shape in LABELLED_SHAPES else None
         quant_imports = QLORA_IMPORTS
         quant_config = QLORA_CONFIG.format(
-            quant_type=quant.quant_type, double_quant=quant.double_quant, compute_dtype=quant.compute_dtype, head=head
+            quant_type=quant.quant_type,
+            double_quant=quant.double_quant,
+            compute_dtype=_compute_dtype(quant.compute_dtype),
+            head=head,
         )
         base_args += ", quantization_config=quantization_config"
     code = LOAD_SNIPPETS[kind].format(
@@ -165,3 +168,10 @@ def _number(value) -> str:
 
 def _value(value) -> str:
     return f"`{json.dumps(value)}`" if isinstance(value, (list, dict)) else f"`{value}`"
+
+
+def _compute_dtype(name: str) -> str:
+    """compute_dtype=auto (models/methods.py resolved_compute_dtype) as the expression that decides it at load."""
+    if name == "auto":
+        return "torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32"
+    return f"torch.{name}"

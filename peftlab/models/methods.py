@@ -88,26 +88,44 @@ def apply_peft(model, settings: PeftSettings, head_modules, shape):
     return model
 
 
-def quantized_load_kwargs(settings: PeftSettings, head_modules) -> dict:
-    """4-bit base; the head stays out of quantisation (llm_int8_skip_modules) so it can train in full precision."""
+def quantized_load_kwargs(settings: PeftSettings, head_modules, device: torch.device | None = None) -> dict:
+    """4-bit base; the head stays out of quantisation (llm_int8_skip_modules) so it can train in full precision.
+
+    On a GPU the whole 4-bit copy goes to this process's own device (`device`: the trainer's root device, cuda:k on
+    DDP rank k). Without a device_map transformers quantises onto torch.cuda.current_device(), which is cuda:0 for
+    every rank before Lightning sets the device: a full node would stack all its copies on GPU 0. device_map="auto"
+    is never used: it would shard one copy across the GPUs and turn data parallelism into model parallelism.
+    """
     from transformers import BitsAndBytesConfig
 
     use_bitsandbytes()
 
-    return {
+    kwargs = {
         "quantization_config": BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type=settings.quant_type,
             bnb_4bit_use_double_quant=settings.double_quant,
-            bnb_4bit_compute_dtype=getattr(torch, settings.compute_dtype),
+            bnb_4bit_compute_dtype=getattr(torch, resolved_compute_dtype(settings.compute_dtype, device)),
             # None (no task head: generation) lets transformers keep its default, the output embedding, unquantised.
             llm_int8_skip_modules=list(head_modules) or None,
         )
     }
+    if device is not None and device.type == "cuda":
+        kwargs["device_map"] = {"": device}
+    return kwargs
 
 
-def peft_load_kwargs(settings: PeftSettings, head_modules) -> dict:
-    return quantized_load_kwargs(settings, head_modules) if settings.capabilities.base_4bit else {}
+def resolved_compute_dtype(name: str, device: torch.device | None) -> str:
+    """compute_dtype=auto: bfloat16 on a GPU that has it (the QLoRA paper's setting), float32 elsewhere (CPU, T4, V100:
+    their float16 overflows in T5-like models)."""
+    if name != "auto":
+        return name
+    on_gpu = device is not None and device.type == "cuda"
+    return "bfloat16" if on_gpu and torch.cuda.is_bf16_supported(including_emulation=False) else "float32"
+
+
+def peft_load_kwargs(settings: PeftSettings, head_modules, device: torch.device | None = None) -> dict:
+    return quantized_load_kwargs(settings, head_modules, device) if settings.capabilities.base_4bit else {}
 
 
 def apply_parallel_adapters(model, settings, head_modules, shape):
@@ -170,7 +188,7 @@ def load_full_model(base, folder: Path):
     return type(base).from_pretrained(folder)
 
 
-def _no_load_kwargs(settings, head_modules) -> dict:
+def _no_load_kwargs(settings, head_modules, device=None) -> dict:
     return {}
 
 
@@ -192,8 +210,9 @@ METHODS: dict[type, Method] = {
 }
 
 
-def load_kwargs_for(settings, head_modules) -> dict:
-    return METHODS[type(settings)].load_kwargs(settings, head_modules)
+def load_kwargs_for(settings, head_modules, device: torch.device | None = None) -> dict:
+    """Extra from_pretrained arguments of the method; `device` is where this process trains (None: not known)."""
+    return METHODS[type(settings)].load_kwargs(settings, head_modules, device)
 
 
 def apply_method(model: torch.nn.Module, settings, head_modules: list[str], shape: str) -> torch.nn.Module:

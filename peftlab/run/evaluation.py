@@ -46,14 +46,14 @@ def with_run_model(cfg: DictConfig, run_config: Path | None, use_method: bool = 
 def score(cfg: DictConfig, adapter_folder: Path | None) -> tuple[dict, list[dict]]:
     """Validation metrics of one model (base + optional adapter) on cfg.dataset, and generated answers if any."""
     settings = validate(cfg)
-    job = prepare_job(settings)
+    trainer = build_trainer(cfg, settings, evaluation=True)  # cfg.trainer: +trainer.<arg> overrides apply
+    job = prepare_job(settings, trainer.strategy.root_device)
     base, datamodule, head = job.base, job.datamodule, job.head
     if adapter_folder is None:
         model = apply_method(base, settings.peft, head, settings.shape)
     else:
         model = load_trained(base, settings.peft, adapter_folder)
     module = build_module(settings, model, job.tokenizer)
-    trainer = build_trainer(cfg, settings, evaluation=True)  # cfg.trainer: +trainer.<arg> overrides apply
     (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     row = {
         "model": settings.model.name,

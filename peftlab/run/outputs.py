@@ -1,6 +1,7 @@
 """What every run leaves behind: adapter/ (peft format, or the full model), metrics.json, a summary table."""
 
 import logging
+import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -73,7 +74,17 @@ def _cost(cfg: DictConfig, report: dict) -> dict | None:
 
 
 def load_trainable_weights(module: torch.nn.Module, checkpoint_path: str) -> None:
-    """Put a (trainable-only) Lightning checkpoint's weights into module; the frozen base is already there."""
+    """Put a (trainable-only) Lightning checkpoint's weights into module; the frozen base is already there.
+
+    A DeepSpeed checkpoint is a folder of per-rank shards: Lightning's converter consolidates it (fp32) first.
+    """
+    if Path(checkpoint_path).is_dir():
+        from pytorch_lightning.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+        with tempfile.TemporaryDirectory() as tmp:
+            state = convert_zero_checkpoint_to_fp32_state_dict(checkpoint_path, Path(tmp) / "consolidated.pt")
+        module.load_state_dict(state["state_dict"], strict=False)
+        return
     # weights_only=False: Lightning checkpoints carry Python objects (loop state); the file is our own.
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     module.load_state_dict(checkpoint["state_dict"], strict=False)

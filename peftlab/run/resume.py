@@ -23,6 +23,8 @@ def unreadable(path: str | Path) -> str | None:
     import torch
 
     path = Path(path)
+    if path.is_dir():  # DeepSpeed writes a checkpoint as a folder; its engine reads it back, not torch.load
+        return deepspeed_folder_problem(path)
     if not path.is_file():
         return "no such file"
     try:
@@ -31,6 +33,18 @@ def unreadable(path: str | Path) -> str | None:
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'cannot be loaded'}"
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
         return "no Lightning training state (state_dict, loops) in it"
+    return None
+
+
+def deepspeed_folder_problem(path: Path) -> str | None:
+    """Why a checkpoint folder is not one DeepSpeed can resume from: its `latest` file names the tag folder holding
+    the model states (Lightning saves with tag "checkpoint"); a save cut short lacks one of them."""
+    latest = path / "latest"
+    if not latest.is_file():
+        return "a folder without DeepSpeed's 'latest' file (not a finished DeepSpeed checkpoint)"
+    tag = latest.read_text().strip()
+    if not any((path / tag).glob("*model_states.pt")):
+        return f"DeepSpeed checkpoint folder without model states in {tag}/"
     return None
 
 
@@ -50,7 +64,7 @@ def checkpoint_to_resume(settings: RunSettings, checkpoint_dir: str | Path) -> s
         return None
     folder = Path(checkpoint_dir)
     last = folder / LAST
-    if last.is_file():
+    if last.exists():  # a file, or a folder (DeepSpeed)
         if not (reason := unreadable(last)):
             log.info("resume=auto: continuing from %s", last)
             return str(last)

@@ -1,4 +1,5 @@
-"""The start every job shares (train and evaluate): hardware check, seed, tokenizer, checked data, base model."""
+"""The start every job shares (train and evaluate): seed, tokenizer, checked data, base model (after the trainer,
+whose build checks the hardware)."""
 
 from dataclasses import dataclass
 
@@ -10,7 +11,6 @@ from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.data.datamodule import TextDataModule
 from peftlab.models.loading import check_max_length, load_base_model, load_tokenizer
 from peftlab.models.methods import load_kwargs_for
-from peftlab.trainer.hardware import check_hardware
 
 
 @dataclass
@@ -21,9 +21,9 @@ class JobInputs:
     head: list[str]
 
 
-def prepare_job(settings: RunSettings) -> JobInputs:
-    """Data is loaded and checked before the model, so bad rows fail fast."""
-    check_hardware(settings.hardware)
+def prepare_job(settings: RunSettings, device: torch.device | None = None) -> JobInputs:
+    """Data is loaded and checked before the model, so bad rows fail fast. `device`: where this process trains (a
+    4-bit base is quantised straight onto it)."""
     pl.seed_everything(settings.seed, workers=True)
     # Language-model heads are the pretrained (tied) output embedding: frozen like the rest of the base.
     head = list(settings.model.head_modules) if settings.shape in LABELLED_SHAPES else []
@@ -35,7 +35,7 @@ def prepare_job(settings: RunSettings) -> JobInputs:
         settings.shape,
         list(settings.dataset.labels),
         pad_token_id=tokenizer.pad_token_id,
-        **load_kwargs_for(settings.peft, head),
+        **load_kwargs_for(settings.peft, head, device),
     )
     check_max_length(base, settings.dataset.max_length, settings.model.name)
     return JobInputs(tokenizer, datamodule, base, head)

@@ -55,13 +55,14 @@ def fit(cfg: DictConfig, settings: RunSettings | None = None) -> RunResult:
     run = RunDir(cfg.paths.output_dir, cfg.paths.get("checkpoint_dir"))
     ckpt_path = checkpoint_to_resume(settings, run.checkpoints)  # a broken explicit ckpt_path fails here, early
 
-    job = prepare_job(settings)  # seed, tokenizer, checked data, base model (4-bit for QLoRA)
+    tracker_runs = resume_kwargs(cfg.get("logger"), run.checkpoints, ckpt_path)
+    # The trainer first: its root device (cuda:<local rank> under DDP) is where a 4-bit base must be loaded.
+    trainer = build_trainer(cfg, settings, tracker_runs=tracker_runs)
+    job = prepare_job(settings, trainer.strategy.root_device)  # seed, tokenizer, checked data, base model
     base_memory = base_memory_footprint(job.base, getattr(torch, settings.model.dtype).itemsize)
     model = apply_method(job.base, settings.peft, job.head, settings.shape)
     optimizer = instantiate(cfg.optim.optimizer)  # partial: the module passes its trainable parameters
     module = build_module(settings, model, job.tokenizer, optimizer, settings.optim.warmup_ratio)
-    tracker_runs = resume_kwargs(cfg.get("logger"), run.checkpoints, ckpt_path)
-    trainer = build_trainer(cfg, settings, tracker_runs=tracker_runs)
     batch = effective_batch(settings.dataset.batch_size, trainer)
     if trainer.is_global_zero:  # the other ranks (processes) read the same files; only rank 0 writes
         record_start(run, cfg, trainer, batch, resumed=bool(tracker_runs))

@@ -7,6 +7,7 @@ so the base is still read from disk and held in memory once.
 """
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from peftlab.errors import ConfigError
 from peftlab.models.loading import AUTO_CLASSES, load_tokenizer, model_source
 from peftlab.modules.generation import generate_answers
 from peftlab.run.rundir import RunDir
+
+# torch's load_state_dict message for tensors of other shapes: the adapter was trained on another base.
+SIZE_MISMATCH = re.compile(r"size mismatch")
 
 
 @dataclass
@@ -94,6 +98,8 @@ class AdapterServer:
                 else:
                     self.groups[group].load_adapter(folder, adapter_name=name)
             except RuntimeError as err:  # size mismatches: made for a model of other dimensions
+                if not SIZE_MISMATCH.search(str(err)):  # out of memory, a broken file ...: not a user's mix-up
+                    raise
                 raise ConfigError(self._other_base_message(name, folder, settings.model, err)) from err
             self.groups[group].eval()
         encode = ENCODERS[settings.shape](self.tokenizer, settings.dataset)

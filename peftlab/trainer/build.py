@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from peftlab.config import RunSettings
 from peftlab.trainer.callbacks import RunStats
-from peftlab.trainer.hardware import resolve_precision
+from peftlab.trainer.hardware import check_hardware, resolve_precision
 
 # evaluate.py scores one model on one process: no loggers, no checkpoints, none of the training callbacks.
 EVALUATION = {"devices": 1, "num_nodes": 1, "strategy": "auto", "logger": False, "enable_checkpointing": False}
@@ -32,7 +32,8 @@ def build_trainer(
     cfg: DictConfig, settings: RunSettings, *, evaluation: bool = False, tracker_runs: dict | None = None
 ) -> pl.Trainer:
     """The run's Trainer. tracker_runs: logger kwargs that reattach a resumed job to its tracker runs."""
-    precision = resolve_precision(settings.hardware)
+    check_hardware(settings.hardware)  # the strategy's package, a visible GPU: before Lightning reads them
+    precision = resolve_precision(settings.hardware, settings.model)
     if evaluation:
         return instantiate(cfg.trainer, callbacks=[], precision=precision, **EVALUATION)
     callbacks = instantiate_collection(cfg.get("callbacks"))

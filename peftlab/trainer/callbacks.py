@@ -41,6 +41,9 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+MEMORY_KEYS = ("rss_mb", "cuda_mb")  # peak memory of a process: host RSS, and allocated on its GPU when it has one
+
+
 class RunStats(pl.Callback):
     """Measures what metrics.json reports; prints one line per validation with its metrics."""
 
@@ -51,6 +54,7 @@ class RunStats(pl.Callback):
         self.fit_seconds = 0.0
         self.val_seconds = 0.0
         self._fit_start = self._val_start = 0.0
+        self.per_rank: list[dict] = []
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if torch.cuda.is_available():
@@ -82,10 +86,26 @@ class RunStats(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
+        mine = self._peak_memory()
+        self.per_rank = [{"rank": 0, **mine}]
         if trainer.world_size > 1:  # each process counted its own shard: samples/s is for all of them
             counts = torch.tensor([self.train_samples, self.train_tokens], device=pl_module.device)
             counts = trainer.strategy.reduce(counts, reduce_op="sum")
             self.train_samples, self._tokens = int(counts[0]), counts[1]
+            # Each rank's own peak (its GPU, its process): one rank out of memory is what a user must see.
+            peaks = torch.tensor([mine.get(k, -1.0) for k in MEMORY_KEYS], device=pl_module.device, dtype=torch.float64)
+            gathered = trainer.strategy.all_gather(peaks).cpu().tolist()
+            self.per_rank = [
+                {"rank": r, **{k: round(v, 1) for k, v in zip(MEMORY_KEYS, row, strict=True) if v >= 0}}
+                for r, row in enumerate(gathered)
+            ]
+
+    @staticmethod
+    def _peak_memory() -> dict:
+        memory = {"rss_mb": round(peak_rss_mb(), 1)}
+        if torch.cuda.is_available():
+            memory["cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return memory
 
     @property
     def train_tokens(self) -> int:
@@ -97,16 +117,14 @@ class RunStats(pl.Callback):
         return max(self.fit_seconds - self.val_seconds, 1e-9)
 
     def summary(self) -> dict:
-        memory = {"rss_mb": round(peak_rss_mb(), 1)}
-        if torch.cuda.is_available():
-            memory["cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         return {
             "fit_time_s": round(self.fit_seconds, 2),
             "train_time_s": round(self.train_seconds, 2),
             "train_samples": self.train_samples,
             "train_tokens": self.train_tokens,
             "samples_per_s": round(self.train_samples / self.train_seconds, 2),
-            "peak_memory": memory,
+            "peak_memory": self._peak_memory(),  # this process (rank 0)
+            "peak_memory_per_rank": self.per_rank,
         }
 
 

@@ -4,7 +4,7 @@ import importlib.util
 
 import torch
 
-from peftlab.config.schema import STRATEGIES, HardwareSettings
+from peftlab.config.schema import STRATEGIES, HardwareSettings, ModelSettings
 from peftlab.errors import ConfigError
 
 
@@ -20,10 +20,13 @@ def check_hardware(settings: HardwareSettings) -> None:
         raise ConfigError(f"hardware={settings.name}: no CUDA device is visible on this machine; use hardware=cpu")
 
 
-def resolve_precision(settings: HardwareSettings) -> str:
-    """`auto` -> bf16-mixed on GPUs that support it, else 16-mixed on GPU, else full fp32."""
+def resolve_precision(settings: HardwareSettings, model: ModelSettings | None = None) -> str:
+    """`auto` -> bf16-mixed on GPUs that support it, else 16-mixed on GPU (32-true for a family whose activations
+    overflow float16, model.float16=false: T5 on a T4 or V100), else full fp32."""
     if settings.precision != "auto":
         return str(settings.precision)
     if settings.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return "bf16-mixed"
+        return "16-mixed" if model is None or model.float16 else "32-true"
     return "32-true"
