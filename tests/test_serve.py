@@ -173,13 +173,25 @@ def test_page_in_headless_chromium_lists_adapters_and_answers_a_click(server):
             page.wait_for_selector("#adapters tbody tr")
             assert page.locator("#adapters tbody tr").count() == 3
             assert "gpt2_tiny" in page.text_content("#base")
+            done = "document.getElementById('status').textContent === 'done'"
             page.check("input[value=pos_b]")
-            page.fill("#text", SENTENCE)
+            page.fill("#inputs textarea[data-column=sentence]", SENTENCE)
             page.click("#ask")
-            page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=30_000)
+            page.wait_for_function(done, timeout=30_000)
             expected = server.predict("pos_b", SENTENCE)["answer"]
             assert page.text_content("#adapter-answer").startswith(expected)
             assert page.text_content("#base-answer").strip() and page.text_content("#chosen") == "pos_b"
+            page.check("input[value=sql]")  # text-to-SQL: one box per input column of its prompt
+            boxes = page.locator("#inputs textarea")
+            assert [boxes.nth(i).get_attribute("data-column") for i in range(boxes.count())] == ["context", "question"]
+            sql = {"question": "who wears number 3?", "context": "table: t\ncolumns: name, number"}
+            for column, text in sql.items():
+                page.fill(f"#inputs textarea[data-column={column}]", text)
+            page.evaluate("document.getElementById('status').textContent = ''")
+            page.click("#ask")
+            page.wait_for_function(done, timeout=30_000)
+            assert page.text_content("#adapter-answer") == server.predict("sql", fields=sql)["answer"]
+            assert page.text_content("#chosen") == "sql"
             browser.close()
     finally:
         web.should_exit = True

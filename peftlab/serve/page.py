@@ -1,4 +1,8 @@
-"""The one HTML page of the serving app: pick an adapter, type a text, see base vs adapter answers side by side."""
+"""The one HTML page of the serving app: pick an adapter, fill its inputs, see base vs adapter answers side by side.
+
+One box per input column of the chosen adapter's dataset (text→SQL: question and table context); a value starting
+with [ or { is sent as JSON (multiple choice: the choices list).
+"""
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -9,7 +13,7 @@ PAGE = """<!doctype html>
   body { font-family: system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem; }
   table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
   th, td { border: 1px solid #ccc; padding: .4rem .6rem; text-align: left; vertical-align: top; }
-  textarea { width: 100%; height: 6rem; }
+  textarea { width: 100%; height: 4rem; }
   .answers { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
   .answers pre { white-space: pre-wrap; background: #f6f6f6; padding: .6rem; min-height: 2rem; }
   .error { color: #b00020; }
@@ -20,8 +24,7 @@ PAGE = """<!doctype html>
 <p id="base">loading…</p>
 <table id="adapters"><thead><tr><th></th><th>adapter</th><th>dataset</th><th>task</th><th>method</th></tr></thead>
 <tbody></tbody></table>
-<label for="text">Input</label>
-<textarea id="text" placeholder="Type a sentence, a question…"></textarea>
+<div id="inputs"></div>
 <p><button id="ask" type="button">Ask</button> <span id="status"></span></p>
 <div class="answers">
   <div><h2>Base model</h2><pre id="base-answer"></pre></div>
@@ -32,17 +35,36 @@ const show = (answer) => answer.scores
   ? answer.answer + "\\n" + Object.entries(answer.scores).map(([k, v]) => k + ": " + v.toFixed(3)).join("\\n")
   : answer.answer;
 
+let described = {};
+
+function showInputs(name) {
+  const box = document.getElementById("inputs");
+  box.innerHTML = "";
+  (described[name] ? described[name].inputs : ["text"]).forEach((column) => {
+    const label = document.createElement("label");
+    label.textContent = column;
+    const area = document.createElement("textarea");
+    area.dataset.column = column;
+    box.append(label, area);
+  });
+}
+
 async function loadAdapters() {
   const info = await (await fetch("/adapters")).json();
   document.getElementById("base").textContent = info.base
     ? "Base model: " + info.base.name + " (" + info.base.name_or_path + ")" : "No adapters loaded.";
   const body = document.querySelector("#adapters tbody");
   info.adapters.forEach((a, i) => {
+    described[a.name] = a;
     const row = body.insertRow();
     row.innerHTML = `<td><input type="radio" name="adapter" value="${a.name}" ${i ? "" : "checked"}></td>` +
       `<td>${a.name}</td><td>${a.dataset}</td><td>${a.task}</td><td>${a.method}</td>`;
+    row.querySelector("input").addEventListener("change", () => showInputs(a.name));
   });
+  if (info.adapters.length) showInputs(info.adapters[0].name);
 }
+
+const value = (text) => /^\s*[\[{]/.test(text) ? JSON.parse(text) : text;
 
 document.getElementById("ask").addEventListener("click", async () => {
   const chosen = document.querySelector("input[name=adapter]:checked");
@@ -50,9 +72,11 @@ document.getElementById("ask").addEventListener("click", async () => {
   if (!chosen) { status.textContent = "no adapter loaded"; return; }
   status.textContent = "…";
   status.className = "";
+  const fields = {};
+  document.querySelectorAll("#inputs textarea").forEach((a) => { fields[a.dataset.column] = value(a.value); });
   const response = await fetch("/predict", {
     method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({adapter: chosen.value, text: document.getElementById("text").value}),
+    body: JSON.stringify({adapter: chosen.value, fields: fields}),
   });
   const result = await response.json();
   if (!response.ok) { status.textContent = result.detail; status.className = "error"; return; }

@@ -49,6 +49,7 @@ class ServedAdapter:
             "shape": s.shape,
             "method": s.peft.method,
             "labels": list(s.dataset.labels),
+            "inputs": required_columns(s.dataset)[:-1],  # the row's columns a request fills (the page's boxes)
             "folder": str(self.folder),
         }
 
