@@ -9,42 +9,17 @@ import time
 import pytest
 import torch
 import transformers
-from conftest import compose_config
+from serve_runs import SENTENCE
 
 from peftlab.errors import ConfigError
-from peftlab.run.training import fit
 from peftlab.serve.__main__ import main as serve_main
 from peftlab.serve.server import AdapterServer
 
-TINY = ["trainer.max_epochs=1", "dataset.max_train_rows=64", "dataset.max_eval_rows=16"]
-SENTENCE = "a moving, beautifully acted film"
-
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(serve_runs):
     """Two classifiers and one text-to-SQL adapter on GPT-2's twin, and one classifier on another base."""
-    root = tmp_path_factory.mktemp("serve")
-    sql = root / "sql_data"
-    sql.mkdir()
-    rows = [
-        {
-            "question": f"who wears number {i}?",
-            "context": "table: t\ncolumns: name, number",
-            "answer": f"SELECT name FROM t WHERE number = {i}",
-        }
-        for i in range(32)
-    ]
-    for split in ("train", "validation"):
-        (sql / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    plans = {
-        "pos_a": ["model=gpt2_tiny", "seed=1"],
-        "pos_b": ["model=gpt2_tiny", "seed=2", "peft.lr=1e-2"],
-        "sql": ["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={sql}", "dataset.generation.max_new_tokens=6"],
-        "other": ["model=bloom_tiny"],
-    }
-    for name, overrides in plans.items():
-        fit(compose_config(TINY + overrides, output_dir=root / name))
-    return root
+    return serve_runs
 
 
 @pytest.fixture(scope="module")

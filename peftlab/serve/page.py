@@ -64,7 +64,7 @@ async function loadAdapters() {
   if (info.adapters.length) showInputs(info.adapters[0].name);
 }
 
-const value = (text) => /^\s*[\[{]/.test(text) ? JSON.parse(text) : text;
+const value = (text) => /^\\s*[\\[{]/.test(text) ? JSON.parse(text) : text;
 
 document.getElementById("ask").addEventListener("click", async () => {
   const chosen = document.querySelector("input[name=adapter]:checked");
