@@ -112,8 +112,11 @@ def test_http_json_api(server):
     client = TestClient(create_app(server))
     listed = client.get("/adapters").json()
     assert [a["name"] for a in listed["adapters"]] == ["pos_a", "pos_b", "sql"]
-    answer = client.post("/predict", json={"adapter": "pos_b", "text": SENTENCE}).json()
-    assert answer["scores"] == server.predict("pos_b", SENTENCE)["scores"] and answer["base"]["answer"]
+    answer = client.post("/predict", json={"adapter": "pos_b", "text": SENTENCE, "compare_base": True}).json()
+    assert answer["scores"] == pytest.approx(server.predict("pos_b", SENTENCE)["scores"], abs=1e-5)
+    base = server.predict("pos_b", SENTENCE, base=True)
+    assert answer["base"]["scores"] == pytest.approx(base["scores"], abs=1e-5)
+    assert client.post("/predict", json={"adapter": "pos_b", "text": SENTENCE}).json()["base"] is None  # not asked
     bad = client.post("/predict", json={"adapter": "nope", "text": "x"})
     assert bad.status_code == 400 and "not loaded" in bad.json()["detail"]
 

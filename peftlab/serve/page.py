@@ -1,5 +1,7 @@
 """The one HTML page of the serving app: pick an adapter, fill its inputs, see base vs adapter answers side by side.
 
+It asks /predict with compare_base (the API's default leaves the base out). Behind an API key it asks for the key.
+
 One box per input column of the chosen adapter's dataset (text→SQL: question and table context); a value starting
 with [ or { is sent as JSON (multiple choice: the choices list).
 """
@@ -37,6 +39,18 @@ const show = (answer) => answer.scores
 
 let described = {};
 
+// A server started with an API key answers 401: ask for the key once, keep it for this tab.
+async function call(path, options = {}) {
+  const key = sessionStorage.getItem("peftlab-key");
+  const headers = {...(options.headers || {}), ...(key ? {Authorization: "Bearer " + key} : {})};
+  const response = await fetch(path, {...options, headers});
+  if (response.status !== 401) return response;
+  const given = prompt("This server needs its API key");
+  if (!given) return response;
+  sessionStorage.setItem("peftlab-key", given);
+  return call(path, options);
+}
+
 function showInputs(name) {
   const box = document.getElementById("inputs");
   box.innerHTML = "";
@@ -50,7 +64,7 @@ function showInputs(name) {
 }
 
 async function loadAdapters() {
-  const info = await (await fetch("/adapters")).json();
+  const info = await (await call("/adapters")).json();
   document.getElementById("base").textContent = info.base
     ? "Base model: " + info.base.name + " (" + info.base.name_or_path + ")" : "No adapters loaded.";
   const body = document.querySelector("#adapters tbody");
@@ -74,9 +88,9 @@ document.getElementById("ask").addEventListener("click", async () => {
   status.className = "";
   const fields = {};
   document.querySelectorAll("#inputs textarea").forEach((a) => { fields[a.dataset.column] = value(a.value); });
-  const response = await fetch("/predict", {
+  const response = await call("/predict", {
     method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({adapter: chosen.value, fields: fields}),
+    body: JSON.stringify({adapter: chosen.value, fields: fields, compare_base: true}),
   });
   const result = await response.json();
   if (!response.ok) { status.textContent = result.detail; status.className = "error"; return; }

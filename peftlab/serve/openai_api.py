@@ -1,0 +1,160 @@
+"""OpenAI-compatible routes for generation adapters: /v1/models, /v1/completions, /v1/chat/completions.
+
+`model` names an adapter (or "base"). An adapter's prompt (or the last user message) fills its task's first input
+and is formatted as in training, so the answer is /predict's; "base" continues the prompt as it is (chat: through
+the tokenizer's chat template when it has one). `stream: true` sends the decoded answer as server-sent events in
+OpenAI's chunk format: the batched generate() has no per-row token streamer, so chunks follow the finished answer.
+"""
+
+import json
+import re
+import time
+import uuid
+from typing import Literal
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from peftlab.errors import PeftlabError
+from peftlab.serve.batching import BASE, Job, raw_prompt_features
+from peftlab.serve.limits import check_max_tokens, check_texts
+from peftlab.serve.server import ServedAdapter
+from peftlab.serve.serving import Serving
+
+GENERATION_SHAPES = ("causal", "seq2seq")
+DEFAULT_MAX_TOKENS = 16  # OpenAI's completions default, when the adapter's own settings name none
+
+
+class Sampling(BaseModel):
+    model: str
+    max_tokens: int | None = None
+    temperature: float | None = Field(None, ge=0, le=2)  # 0: greedy; None: the adapter's training settings
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    n: Literal[1] = 1
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str]
+
+
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class ChatRequest(Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = None
+
+
+def generation_settings(served: ServedAdapter, request: Sampling, max_tokens: int | None, ceiling: int) -> dict:
+    settings = dict(served.settings.dataset.generation)
+    settings["max_new_tokens"] = min(max_tokens or settings.get("max_new_tokens") or DEFAULT_MAX_TOKENS, ceiling)
+    if request.temperature == 0:
+        settings["do_sample"] = False
+        for key in ("temperature", "top_p", "top_k"):
+            settings.pop(key, None)
+    elif request.temperature is not None:
+        settings.update(do_sample=True, temperature=request.temperature)
+    if request.top_p is not None and settings.get("do_sample"):
+        settings["top_p"] = request.top_p
+    return settings
+
+
+def _pieces(text: str) -> list[str]:
+    return re.findall(r"\s*\S+", text) or [""]  # word by word; joined they give the text back exactly
+
+
+def _events(chunk: dict, answers: list[dict], chat: bool):
+    for index, answer in enumerate(answers):
+        if chat:
+            yield {**chunk, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""}}]}
+        for piece in _pieces(answer["answer"]):
+            part = {"delta": {"content": piece}} if chat else {"text": piece, "logprobs": None}
+            yield {**chunk, "choices": [{"index": index, **part, "finish_reason": None}]}
+        end = {"delta": {}} if chat else {"text": "", "logprobs": None}
+        yield {**chunk, "choices": [{"index": index, **end, "finish_reason": answer["finish_reason"]}]}
+
+
+def _sse(chunk: dict, answers: list[dict], chat: bool):
+    for event in _events(chunk, answers, chat):
+        yield f"data: {json.dumps(event)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def add_openai_routes(app: FastAPI, serving: Serving) -> None:
+    server = serving.server
+
+    def target(model: str) -> tuple[ServedAdapter, str]:
+        """(the adapter whose head runs the request, the adapter name or BASE)."""
+        if model == "base":
+            heads = [a for a in server.adapters.values() if a.settings.shape in GENERATION_SHAPES]
+            if not heads:
+                raise HTTPException(404, "model base: no generation adapter is loaded to lend the base its LM head")
+            return heads[0], BASE
+        served = serving.served(model, status=404)
+        if served.settings.shape not in GENERATION_SHAPES:
+            raise HTTPException(400, f"model {model}: a {served.settings.dataset.task} adapter; use POST /predict")
+        return served, model
+
+    async def answer(request: Sampling, prompts: list[str], max_tokens: int | None, chat_prompt=None) -> tuple:
+        check_texts(prompts, serving.options)
+        check_max_tokens(max_tokens, serving.options)
+        served, adapter = target(request.model)
+        settings = generation_settings(served, request, max_tokens, serving.options.max_tokens)
+        stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+        try:
+            if adapter == BASE:
+                rows = [raw_prompt_features(server, served, chat_prompt or p) for p in prompts]
+            else:
+                rows = [server.features(served, p, None) for p in prompts]
+        except PeftlabError as err:
+            raise HTTPException(400, str(err)) from err
+        answers = await serving.ask(request.model, [Job(served, adapter, r, settings, stop) for r in rows])
+        prompt_tokens, completion_tokens = (sum(a["usage"][i] for a in answers) for i in (0, 1))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+        return answers, {**usage, "total_tokens": prompt_tokens + completion_tokens}
+
+    def respond(request: Sampling, answers: list[dict], usage: dict, chat: bool):
+        kind = "chat.completion" if chat else "text_completion"
+        head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time())}
+        head["model"] = request.model
+        if request.stream:
+            chunk = {**head, "object": "chat.completion.chunk" if chat else kind}
+            return StreamingResponse(_sse(chunk, answers, chat), media_type="text/event-stream")
+        choices = [
+            {"index": i, "finish_reason": a["finish_reason"]}
+            | ({"message": {"role": "assistant", "content": a["answer"]}} if chat else {"text": a["answer"]})
+            | ({} if chat else {"logprobs": None})
+            for i, a in enumerate(answers)
+        ]
+        return {**head, "object": kind, "choices": choices, "usage": usage}
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        names = [n for n, a in list(server.adapters.items()) if a.settings.shape in GENERATION_SHAPES]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "peftlab"} for n in ["base", *names]]
+        return {"object": "list", "data": data if names else []}
+
+    @app.post("/v1/completions")
+    async def completions(request: CompletionRequest):
+        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        answers, usage = await answer(request, prompts, request.max_tokens)
+        return respond(request, answers, usage, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: ChatRequest):
+        users = [m.content for m in request.messages if m.role == "user"]
+        if not users:
+            raise HTTPException(400, "messages: no message with role user")
+        check_texts([m.content for m in request.messages], serving.options)
+        chat_prompt = None
+        if request.model == "base" and getattr(server.tokenizer, "chat_template", None):
+            messages = [m.model_dump() for m in request.messages]
+            chat_prompt = server.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        max_tokens = request.max_completion_tokens or request.max_tokens
+        answers, usage = await answer(request, users[-1:], max_tokens, chat_prompt)
+        return respond(request, answers, usage, chat=True)
