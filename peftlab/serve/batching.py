@@ -76,7 +76,8 @@ def run_jobs(server: AdapterServer, jobs: list[Job]) -> list[dict | Exception]:
 def _run(server: AdapterServer, jobs: list[Job]) -> list[dict]:
     first = jobs[0].served
     model = server.groups[first.group]
-    batch = first.collate([job.features for job in jobs])  # the training collator: same padding, same side
+    with server.tokenizer_lock:  # the training collator: same padding, same side
+        batch = first.collate([job.features for job in jobs])
     names = [job.adapter for job in jobs]
     if first.mixable:
         return _answer(server, model, jobs, batch, {"adapter_names": names})
@@ -112,17 +113,18 @@ def _generate(server: AdapterServer, model, jobs: list[Job], batch: dict, mix: d
         common["max_new_tokens"] = max(limits)
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **common, **mix)
     new = out[:, input_ids.shape[1] :] if causal else out[:, 1:]  # seq2seq output opens with the decoder start
-    tokenizer, eos = server.tokenizer, server.tokenizer.eos_token_id
+    eos, rows = server.tokenizer.eos_token_id, [row[:limit] for row, limit in zip(new.tolist(), limits, strict=True)]
+    with server.tokenizer_lock:
+        texts = server.tokenizer.batch_decode(rows, skip_special_tokens=True)
     answers = []
-    for job, row, limit in zip(jobs, new.tolist(), limits, strict=True):
-        tokens = row[:limit] if limit is not None else row
+    for job, tokens, text in zip(jobs, rows, texts, strict=True):
         ended = eos in tokens
         used = tokens.index(eos) if ended else len(tokens)
-        text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        text = text.strip()
         cuts = [text.find(s) for s in job.stop if s and s in text]
         if cuts:
             text, ended = text[: min(cuts)], True
-        prompt = job.features.get("prompt_length", len(job.features["input_ids"]))
+        prompt = job.features.get("prompt_length", len(job.features["input_ids"]))  # usage counts
         answers.append({"answer": text, "finish_reason": "stop" if ended else "length", "usage": (prompt, used)})
     return answers
 
@@ -130,7 +132,12 @@ def _generate(server: AdapterServer, model, jobs: list[Job], batch: dict, mix: d
 def raw_prompt_features(server: AdapterServer, served: ServedAdapter, prompt: str) -> dict:
     """A prompt the model continues as it is (OpenAI completions on the base), shaped like the encoder's rows."""
     tokenizer, max_length = server.tokenizer, served.settings.dataset.max_length
-    if served.settings.shape == "causal":
+    with server.tokenizer_lock:
+        return _raw_features(tokenizer, served.settings.shape, prompt, max_length)
+
+
+def _raw_features(tokenizer, shape: str, prompt: str, max_length: int) -> dict:
+    if shape == "causal":
         start = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) else []
         ids = [*start, *tokenizer(prompt, add_special_tokens=False)["input_ids"]][-max_length:]
         return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [], "prompt_length": len(ids)}

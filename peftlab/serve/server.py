@@ -80,6 +80,9 @@ class AdapterServer:
         self.groups: dict[tuple, peft.PeftModel] = {}
         self.adapters: dict[str, ServedAdapter] = {}
         self.lock = threading.Lock()  # set_adapter changes shared state: one request at a time
+        # A fast tokenizer's Rust side is mutably borrowed while it encodes (truncation settings): threads that
+        # encode requests and the worker that pads and decodes take turns, or it raises "Already borrowed".
+        self.tokenizer_lock = threading.RLock()
 
     def add_adapter(self, name: str, path: str | Path) -> ServedAdapter:
         if name in self.adapters or name == "base":
@@ -175,7 +178,9 @@ class AdapterServer:
         The one-at-a-time path (set_adapter under the lock); the micro-batched path (serve/batching.py) must agree.
         """
         served = self.served(name)
-        batch = served.collate([self.features(served, text, fields)])
+        features = self.features(served, text, fields)
+        with self.tokenizer_lock:
+            batch = served.collate([features])
         with self.lock:
             model = self.groups[served.group]
             model.set_adapter(name)
@@ -195,7 +200,8 @@ class AdapterServer:
         if missing:
             raise ConfigError(f"{d.name} ({d.task}) requests need the fields {inputs}; missing: {missing}")
         row.setdefault(answer, "" if d.task == "generation" else 0)
-        features = served.encode({key: [value] for key, value in row.items()})
+        with self.tokenizer_lock:
+            features = served.encode({key: [value] for key, value in row.items()})
         return {key: values[0] for key, values in features.items()}
 
     @torch.no_grad()
@@ -206,5 +212,6 @@ class AdapterServer:
             probs = model(**inputs).logits.softmax(-1)[0]
             labels = list(s.dataset.labels)
             return {"answer": labels[int(probs.argmax())], "scores": dict(zip(labels, map(float, probs), strict=True))}
-        answers = generate_answers(model, self.tokenizer, batch, dict(s.dataset.generation), s.shape == "causal")
+        with self.tokenizer_lock:  # the reference path: simple over fast (the batched path locks decoding only)
+            answers = generate_answers(model, self.tokenizer, batch, dict(s.dataset.generation), s.shape == "causal")
         return {"answer": answers[0]}
