@@ -71,11 +71,17 @@ def test_streaming_gives_the_same_text_in_openai_chunks(client):
     assert streamed.headers["content-type"].startswith("text/event-stream")
     chunks = _events(streamed)
     assert "".join(c["choices"][0]["text"] for c in chunks) == whole["text"]
-    assert chunks[-1]["choices"][0]["finish_reason"] == whole["finish_reason"]
+    assert len(chunks) > 2 and chunks[-1]["choices"][0]["finish_reason"] == whole["finish_reason"]  # token by token
     chat = {"model": "sql", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 6, "stream": True}
     chunks = _events(client.post("/v1/chat/completions", json=chat))
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and chunks[0]["choices"][0]["delta"]["role"]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == whole["text"]
+    stop = whole["text"][len(whole["text"]) // 2 :][:3]  # cut in the middle: held back until certain
+    cut = client.post("/v1/completions", json={**ask, "stop": [stop]}).json()["choices"][0]
+    streamed = _events(client.post("/v1/completions", json={**ask, "stop": [stop], "stream": True}))
+    assert (
+        "".join(c["choices"][0]["text"] for c in streamed) == cut["text"] == whole["text"][: whole["text"].find(stop)]
+    )
 
 
 def test_predict_takes_a_batch_of_texts_and_metrics_count_it(client, server):

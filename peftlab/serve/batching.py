@@ -7,6 +7,7 @@ one-at-a-time path (tests/test_serve_batching.py holds them to it).
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +15,7 @@ import torch
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.errors import ConfigError
 from peftlab.serve.server import AdapterServer, ServedAdapter
+from peftlab.serve.streaming import RowStreamer
 
 BASE = "__base__"  # peft's name for "no adapter" in adapter_names (its LoRA layers run the base layer alone)
 
@@ -25,6 +27,7 @@ class Job:
     features: dict  # one encoded, unpadded row
     generation: dict | None = None  # generate() arguments; None: the adapter's dataset.generation
     stop: tuple[str, ...] = field(default_factory=tuple)  # cut the text before the first of these
+    listener: Callable[[int], None] | None = None  # gets each new token as it is generated (stream: true)
 
     def generate_kwargs(self) -> dict:
         return dict(self.served.settings.dataset.generation) if self.generation is None else dict(self.generation)
@@ -111,6 +114,8 @@ def _generate(server: AdapterServer, model, jobs: list[Job], batch: dict, mix: d
     limits = [k.get("max_new_tokens") for k in kwargs]
     if None not in limits:
         common["max_new_tokens"] = max(limits)
+    if any(job.listener for job in jobs) and common.get("num_beams", 1) == 1:  # beams have no stream to follow
+        common["streamer"] = RowStreamer([job.listener for job in jobs])
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **common, **mix)
     new = out[:, input_ids.shape[1] :] if causal else out[:, 1:]  # seq2seq output opens with the decoder start
     eos, rows = server.tokenizer.eos_token_id, [row[:limit] for row, limit in zip(new.tolist(), limits, strict=True)]

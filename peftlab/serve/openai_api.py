@@ -2,12 +2,12 @@
 
 `model` names an adapter (or "base"). An adapter's prompt (or the last user message) fills its task's first input
 and is formatted as in training, so the answer is /predict's; "base" continues the prompt as it is (chat: through
-the tokenizer's chat template when it has one). `stream: true` sends the decoded answer as server-sent events in
-OpenAI's chunk format: the batched generate() has no per-row token streamer, so chunks follow the finished answer.
+the tokenizer's chat template when it has one). `stream: true` sends the text as the batched generate() makes it,
+as server-sent events in OpenAI's chunk format (serve/streaming.py), ending with `data: [DONE]`.
 """
 
+import asyncio
 import json
-import re
 import time
 import uuid
 from typing import Literal
@@ -21,6 +21,7 @@ from peftlab.serve.batching import BASE, Job, raw_prompt_features
 from peftlab.serve.limits import check_max_tokens, check_texts
 from peftlab.serve.server import ServedAdapter
 from peftlab.serve.serving import Serving
+from peftlab.serve.streaming import TokenFeed
 
 GENERATION_SHAPES = ("causal", "seq2seq")
 DEFAULT_MAX_TOKENS = 16  # OpenAI's completions default, when the adapter's own settings name none
@@ -64,25 +65,15 @@ def generation_settings(served: ServedAdapter, request: Sampling, max_tokens: in
     return settings
 
 
-def _pieces(text: str) -> list[str]:
-    return re.findall(r"\s*\S+", text) or [""]  # word by word; joined they give the text back exactly
+def _sse(event: dict) -> str:
+    return f"data: {json.dumps(event)}\n\n"
 
 
-def _events(chunk: dict, answers: list[dict], chat: bool):
-    for index, answer in enumerate(answers):
-        if chat:
-            yield {**chunk, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""}}]}
-        for piece in _pieces(answer["answer"]):
-            part = {"delta": {"content": piece}} if chat else {"text": piece, "logprobs": None}
-            yield {**chunk, "choices": [{"index": index, **part, "finish_reason": None}]}
-        end = {"delta": {}} if chat else {"text": "", "logprobs": None}
-        yield {**chunk, "choices": [{"index": index, **end, "finish_reason": answer["finish_reason"]}]}
-
-
-def _sse(chunk: dict, answers: list[dict], chat: bool):
-    for event in _events(chunk, answers, chat):
-        yield f"data: {json.dumps(event)}\n\n"
-    yield "data: [DONE]\n\n"
+def _piece(index: int, text: str | None, chat: bool, finish: str | None = None) -> dict:
+    if chat:
+        delta = {} if text is None else {"content": text}
+        return {"index": index, "delta": delta, "finish_reason": finish}
+    return {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
 
 
 def add_openai_routes(app: FastAPI, serving: Serving) -> None:
@@ -100,7 +91,7 @@ def add_openai_routes(app: FastAPI, serving: Serving) -> None:
             raise HTTPException(400, f"model {model}: a {served.settings.dataset.task} adapter; use POST /predict")
         return served, model
 
-    async def answer(request: Sampling, prompts: list[str], max_tokens: int | None, chat_prompt=None) -> tuple:
+    def prepare(request: Sampling, prompts: list[str], max_tokens: int | None, chat_prompt=None) -> list[Job]:
         check_texts(prompts, serving.options)
         check_max_tokens(max_tokens, serving.options)
         served, adapter = target(request.model)
@@ -113,18 +104,19 @@ def add_openai_routes(app: FastAPI, serving: Serving) -> None:
                 rows = [server.features(served, p, None) for p in prompts]
         except PeftlabError as err:
             raise HTTPException(400, str(err)) from err
-        answers = await serving.ask(request.model, [Job(served, adapter, r, settings, stop) for r in rows])
-        prompt_tokens, completion_tokens = (sum(a["usage"][i] for a in answers) for i in (0, 1))
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-        return answers, {**usage, "total_tokens": prompt_tokens + completion_tokens}
+        return [Job(served, adapter, r, settings, stop) for r in rows]
 
-    def respond(request: Sampling, answers: list[dict], usage: dict, chat: bool):
+    async def respond(request: Sampling, jobs: list[Job], chat: bool):
         kind = "chat.completion" if chat else "text_completion"
         head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time())}
         head["model"] = request.model
         if request.stream:
             chunk = {**head, "object": "chat.completion.chunk" if chat else kind}
-            return StreamingResponse(_sse(chunk, answers, chat), media_type="text/event-stream")
+            return StreamingResponse(stream(request.model, chunk, jobs, chat), media_type="text/event-stream")
+        answers = await serving.ask(request.model, jobs)
+        prompt_tokens, completion_tokens = (sum(a["usage"][i] for a in answers) for i in (0, 1))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+        usage["total_tokens"] = prompt_tokens + completion_tokens
         choices = [
             {"index": i, "finish_reason": a["finish_reason"]}
             | ({"message": {"role": "assistant", "content": a["answer"]}} if chat else {"text": a["answer"]})
@@ -132,6 +124,43 @@ def add_openai_routes(app: FastAPI, serving: Serving) -> None:
             for i, a in enumerate(answers)
         ]
         return {**head, "object": kind, "choices": choices, "usage": usage}
+
+    def decode(tokens: list[int]) -> str:
+        with server.tokenizer_lock:
+            return server.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    async def stream(label: str, chunk: dict, jobs: list[Job], chat: bool):
+        """Each choice in turn: its pieces as they come, what the final answer adds, its finish; then [DONE]."""
+        started, ok, timeout = time.perf_counter(), False, serving.options.timeout_s
+        feeds = [TokenFeed(asyncio.get_running_loop()) for _ in jobs]
+        for job, feed in zip(jobs, feeds, strict=True):
+            job.listener = feed.listener
+        futures = serving.batcher.submit(jobs)
+        for feed, future in zip(feeds, futures, strict=True):
+            feed.follow(future)
+        try:
+            for index, (job, feed, future) in enumerate(zip(jobs, feeds, futures, strict=True)):
+                if chat:
+                    opening = {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                    yield _sse({**chunk, "choices": [opening]})
+                shown, limit, eos = "", job.generation["max_new_tokens"], server.tokenizer.eos_token_id
+                async for piece in feed.pieces(decode, limit, eos, job.stop, timeout):
+                    shown += piece
+                    yield _sse({**chunk, "choices": [_piece(index, piece, chat)]})
+                answer = future.result()
+                rest = answer["answer"][len(shown) :] if answer["answer"].startswith(shown) else ""
+                if rest:
+                    yield _sse({**chunk, "choices": [_piece(index, rest, chat)]})
+                yield _sse({**chunk, "choices": [_piece(index, None, chat, answer["finish_reason"])]})
+            ok = True
+        except (TimeoutError, PeftlabError) as err:  # the status line is sent: the error goes in the stream
+            for future in futures:
+                future.cancel()
+            message = str(err) or f"no answer within {timeout:g} s; the server is busy"
+            yield _sse({"error": {"message": message, "type": "server_error"}})
+        finally:
+            serving.metrics.request(label, time.perf_counter() - started, ok)
+        yield "data: [DONE]\n\n"
 
     @app.get("/v1/models")
     def models() -> dict:
@@ -142,8 +171,7 @@ def add_openai_routes(app: FastAPI, serving: Serving) -> None:
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest):
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        answers, usage = await answer(request, prompts, request.max_tokens)
-        return respond(request, answers, usage, chat=False)
+        return await respond(request, prepare(request, prompts, request.max_tokens), chat=False)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: ChatRequest):
@@ -156,5 +184,4 @@ def add_openai_routes(app: FastAPI, serving: Serving) -> None:
             messages = [m.model_dump() for m in request.messages]
             chat_prompt = server.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         max_tokens = request.max_completion_tokens or request.max_tokens
-        answers, usage = await answer(request, users[-1:], max_tokens, chat_prompt)
-        return respond(request, answers, usage, chat=True)
+        return await respond(request, prepare(request, users[-1:], max_tokens, chat_prompt), chat=True)
