@@ -64,7 +64,7 @@ def train_quick_adapters(folder: Path, deadline: float) -> list[str]:
     for seed in (1, 2):
         out = folder / f"tiny{seed}"
         overrides = ["model=gpt2_tiny", f"seed={seed}", "trainer.max_epochs=1", "dataset.max_train_rows=64"]
-        overrides += ["dataset.max_eval_rows=16", "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"]
+        overrides += ["dataset.max_eval_rows=16", f"hydra.run.dir={out}"]
         command = [sys.executable, str(REPO / "train.py"), *overrides]
         subprocess.run(command, check=True, capture_output=True, timeout=max(deadline - time.monotonic(), 1))
         adapters.append(f"tiny{seed}={out}")

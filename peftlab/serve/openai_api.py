@@ -153,7 +153,7 @@ def add_openai_routes(app: FastAPI, serving: Serving) -> None:
                     yield _sse({**chunk, "choices": [_piece(index, rest, chat)]})
                 yield _sse({**chunk, "choices": [_piece(index, None, chat, answer["finish_reason"])]})
             ok = True
-        except (TimeoutError, PeftlabError) as err:  # the status line is sent: the error goes in the stream
+        except Exception as err:  # the status line is already sent: the error goes in the stream
             for future in futures:
                 future.cancel()
             message = str(err) or f"no answer within {timeout:g} s; the server is busy"
