@@ -168,7 +168,8 @@ def test_page_in_headless_chromium_lists_adapters_and_answers_a_click(server):
             page.evaluate("document.getElementById('status').textContent = ''")
             page.click("#ask")
             page.wait_for_function(done, timeout=30_000)
-            assert page.text_content("#adapter-answer") == server.predict("sql", fields=sql)["answer"]
+            assert page.text_content("#adapter-answer") == server.predict("sql", fields=sql)["answer"]  # streamed
+            assert page.text_content("#base-answer") == server.predict("sql", fields=sql, base=True)["answer"]
             assert page.text_content("#chosen") == "sql"
             browser.close()
     finally:

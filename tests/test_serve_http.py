@@ -84,6 +84,18 @@ def test_streaming_gives_the_same_text_in_openai_chunks(client):
     )
 
 
+def test_predict_streams_adapter_and_base_side_by_side(client, server):
+    fields = {"question": QUESTION, "context": "table: t"}
+    ask = {"adapter": "sql_b", "fields": fields, "compare_base": True, "stream": True}
+    events = _events(client.post("/predict", json=ask))
+    for side, base in (("adapter", False), ("base", True)):
+        pieces = [e["text"] for e in events if e["side"] == side and "text" in e]
+        final = [e["answer"] for e in events if e["side"] == side and "answer" in e]
+        assert "".join(pieces) == final[0] == server.predict("sql_b", fields=fields, base=base)["answer"]
+    refused = client.post("/predict", json={"adapter": "pos_a", "text": "x", "stream": True})
+    assert refused.status_code == 400 and "generation adapter" in refused.json()["detail"]
+
+
 def test_predict_takes_a_batch_of_texts_and_metrics_count_it(client, server):
     texts = [SENTENCE, "dull and long"]
     answers = client.post("/predict", json={"adapter": "pos_a", "texts": texts}).json()["answers"]

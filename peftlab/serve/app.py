@@ -6,7 +6,7 @@ Every answer goes through the micro-batcher (serve/batcher.py), so concurrent re
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from peftlab.errors import PeftlabError
@@ -15,7 +15,7 @@ from peftlab.serve.limits import ServeOptions, allowed_folder, check_texts, inst
 from peftlab.serve.openai_api import add_openai_routes
 from peftlab.serve.page import PAGE
 from peftlab.serve.server import AdapterServer
-from peftlab.serve.serving import Serving
+from peftlab.serve.serving import Serving, sse
 
 
 class PredictRequest(BaseModel):
@@ -24,6 +24,7 @@ class PredictRequest(BaseModel):
     texts: list[str] | None = None  # a batch: answered in the same micro-batches as other requests
     fields: dict[str, object] | None = None  # the row's columns, for tasks with several inputs
     compare_base: bool = False  # also answer with the base (adapters off): one more row per text
+    stream: bool = False  # generation, one text: server-sent events as the text is made (the page uses it)
 
 
 class AddAdapterRequest(BaseModel):
@@ -86,12 +87,28 @@ def create_app(server: AdapterServer, options: ServeOptions | None = None) -> Fa
         jobs = [Job(served, served.name, row) for row in rows]
         if request.compare_base:
             jobs += [Job(served, BASE, row) for row in rows]
+        if request.stream:
+            if served.settings.dataset.task != "generation" or request.texts is not None:
+                raise HTTPException(400, "stream: only for a generation adapter and one text (or fields)")
+            return StreamingResponse(sides(served.name, jobs), media_type="text/event-stream")
         results = [_public(r) for r in await serving.ask(served.name, jobs)]
         bases = results[len(rows) :] or [None] * len(rows)
         answers = [{**answer, "base": base} for answer, base in zip(results[: len(rows)], bases, strict=True)]
         if request.texts is None:
             return {"adapter": served.name, **answers[0]}
         return {"adapter": served.name, "answers": answers}
+
+    async def sides(label: str, jobs: list[Job]):
+        """{"side": "adapter"|"base", "text": piece} as the text is made, then {"side", "answer"}; then [DONE]."""
+        try:
+            async for index, piece, answer in serving.follow(label, jobs):
+                side = "base" if index else "adapter"
+                yield sse(
+                    {"side": side, "text": piece} if answer is None else {"side": side, "answer": answer["answer"]}
+                )
+        except Exception as err:  # the status line is already sent: the error goes in the stream
+            yield sse({"error": str(err)})
+        yield sse("[DONE]")
 
     @app.get("/health")
     def health() -> dict:

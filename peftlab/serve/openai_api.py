@@ -6,8 +6,6 @@ the tokenizer's chat template when it has one). `stream: true` sends the text as
 as server-sent events in OpenAI's chunk format (serve/streaming.py), ending with `data: [DONE]`.
 """
 
-import asyncio
-import json
 import time
 import uuid
 from typing import Literal
@@ -20,8 +18,7 @@ from peftlab.errors import PeftlabError
 from peftlab.serve.batching import BASE, Job, raw_prompt_features
 from peftlab.serve.limits import check_max_tokens, check_texts
 from peftlab.serve.server import ServedAdapter
-from peftlab.serve.serving import Serving
-from peftlab.serve.streaming import TokenFeed
+from peftlab.serve.serving import Serving, sse
 
 GENERATION_SHAPES = ("causal", "seq2seq")
 DEFAULT_MAX_TOKENS = 16  # OpenAI's completions default, when the adapter's own settings name none
@@ -63,10 +60,6 @@ def generation_settings(served: ServedAdapter, request: Sampling, max_tokens: in
     if request.top_p is not None and settings.get("do_sample"):
         settings["top_p"] = request.top_p
     return settings
-
-
-def _sse(event: dict) -> str:
-    return f"data: {json.dumps(event)}\n\n"
 
 
 def _piece(index: int, text: str | None, chat: bool, finish: str | None = None) -> dict:
@@ -125,42 +118,20 @@ def add_openai_routes(app: FastAPI, serving: Serving) -> None:
         ]
         return {**head, "object": kind, "choices": choices, "usage": usage}
 
-    def decode(tokens: list[int]) -> str:
-        with server.tokenizer_lock:
-            return server.tokenizer.decode(tokens, skip_special_tokens=True)
-
     async def stream(label: str, chunk: dict, jobs: list[Job], chat: bool):
-        """Each choice in turn: its pieces as they come, what the final answer adds, its finish; then [DONE]."""
-        started, ok, timeout = time.perf_counter(), False, serving.options.timeout_s
-        feeds = [TokenFeed(asyncio.get_running_loop()) for _ in jobs]
-        for job, feed in zip(jobs, feeds, strict=True):
-            job.listener = feed.listener
-        futures = serving.batcher.submit(jobs)
-        for feed, future in zip(feeds, futures, strict=True):
-            feed.follow(future)
+        """Each choice in turn: its pieces as they come, its finish; then [DONE]."""
+        opened = set()
         try:
-            for index, (job, feed, future) in enumerate(zip(jobs, feeds, futures, strict=True)):
-                if chat:
+            async for index, piece, answer in serving.follow(label, jobs):
+                if chat and index not in opened:
+                    opened.add(index)
                     opening = {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                    yield _sse({**chunk, "choices": [opening]})
-                shown, limit, eos = "", job.generation["max_new_tokens"], server.tokenizer.eos_token_id
-                async for piece in feed.pieces(decode, limit, eos, job.stop, timeout):
-                    shown += piece
-                    yield _sse({**chunk, "choices": [_piece(index, piece, chat)]})
-                answer = future.result()
-                rest = answer["answer"][len(shown) :] if answer["answer"].startswith(shown) else ""
-                if rest:
-                    yield _sse({**chunk, "choices": [_piece(index, rest, chat)]})
-                yield _sse({**chunk, "choices": [_piece(index, None, chat, answer["finish_reason"])]})
-            ok = True
+                    yield sse({**chunk, "choices": [opening]})
+                finish = None if answer is None else answer["finish_reason"]
+                yield sse({**chunk, "choices": [_piece(index, piece, chat, finish)]})
         except Exception as err:  # the status line is already sent: the error goes in the stream
-            for future in futures:
-                future.cancel()
-            message = str(err) or f"no answer within {timeout:g} s; the server is busy"
-            yield _sse({"error": {"message": message, "type": "server_error"}})
-        finally:
-            serving.metrics.request(label, time.perf_counter() - started, ok)
-        yield "data: [DONE]\n\n"
+            yield sse({"error": {"message": str(err), "type": "server_error"}})
+        yield sse("[DONE]")
 
     @app.get("/v1/models")
     def models() -> dict:

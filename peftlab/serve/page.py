@@ -1,6 +1,7 @@
 """The one HTML page of the serving app: pick an adapter, fill its inputs, see base vs adapter answers side by side.
 
-It asks /predict with compare_base (the API's default leaves the base out). Behind an API key it asks for the key.
+It asks /predict with compare_base (the API's default leaves the base out) and, for generation adapters, with stream
+(the text appears as it is made). Behind an API key it asks for the key.
 
 One box per input column of the chosen adapter's dataset (text→SQL: question and table context); a value starting
 with [ or { is sent as JSON (multiple choice: the choices list).
@@ -80,6 +81,30 @@ async function loadAdapters() {
 
 const value = (text) => /^\\s*[\\[{]/.test(text) ? JSON.parse(text) : text;
 
+// Generation adapters stream: server-sent events {side, text} as the text is made, then {side, answer}.
+async function streamInto(response) {
+  const boxes = {adapter: document.getElementById("adapter-answer"), base: document.getElementById("base-answer")};
+  boxes.adapter.textContent = boxes.base.textContent = "";
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const {done, value} = await reader.read();
+    if (done) return null;
+    buffer += decoder.decode(value, {stream: true});
+    let cut;
+    while ((cut = buffer.indexOf("\\n\\n")) >= 0) {
+      const data = buffer.slice(0, cut).replace(/^data: /, "");
+      buffer = buffer.slice(cut + 2);
+      if (data === "[DONE]") return null;
+      const event = JSON.parse(data);
+      if (event.error) return event.error;
+      if (event.answer !== undefined) boxes[event.side].textContent = event.answer;
+      else boxes[event.side].textContent += event.text;
+    }
+  }
+}
+
 document.getElementById("ask").addEventListener("click", async () => {
   const chosen = document.querySelector("input[name=adapter]:checked");
   const status = document.getElementById("status");
@@ -88,15 +113,21 @@ document.getElementById("ask").addEventListener("click", async () => {
   status.className = "";
   const fields = {};
   document.querySelectorAll("#inputs textarea").forEach((a) => { fields[a.dataset.column] = value(a.value); });
+  const stream = described[chosen.value] && described[chosen.value].task === "generation";
   const response = await call("/predict", {
     method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({adapter: chosen.value, fields: fields, compare_base: true}),
+    body: JSON.stringify({adapter: chosen.value, fields: fields, compare_base: true, stream: stream}),
   });
-  const result = await response.json();
-  if (!response.ok) { status.textContent = result.detail; status.className = "error"; return; }
+  if (!response.ok) { status.textContent = (await response.json()).detail; status.className = "error"; return; }
   document.getElementById("chosen").textContent = chosen.value;
-  document.getElementById("adapter-answer").textContent = show(result);
-  document.getElementById("base-answer").textContent = show(result.base);
+  if (stream) {
+    const error = await streamInto(response);
+    if (error) { status.textContent = error; status.className = "error"; return; }
+  } else {
+    const result = await response.json();
+    document.getElementById("adapter-answer").textContent = show(result);
+    document.getElementById("base-answer").textContent = show(result.base);
+  }
   status.textContent = "done";
 });
 
