@@ -28,7 +28,8 @@ def write_sql_data(folder: Path) -> Path:
 
 
 def train_serve_runs(root: Path) -> Path:
-    """Two LoRA classifiers, an IA3 classifier (cannot mix), two text-to-SQL LoRAs, one classifier on another base."""
+    """LoRA and IA3 (cannot mix) classifiers, LoRA and prefix (cannot mix, nor pad) text-to-SQL adapters on GPT-2's
+    twin, and one classifier on another base."""
     sql = write_sql_data(root / "sql_data")
     sql_args = ["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={sql}", "dataset.generation.max_new_tokens=6"]
     plans = {
@@ -37,6 +38,7 @@ def train_serve_runs(root: Path) -> Path:
         "pos_ia3": ["model=gpt2_tiny", "peft=ia3", "seed=3"],
         "sql": sql_args,
         "sql_b": [*sql_args, "seed=2", "peft.lr=1e-2", "dataset.generation.max_new_tokens=8"],
+        "sql_prefix": [*sql_args, "peft=prefix"],
         "other": ["model=bloom_tiny"],
     }
     for name, overrides in plans.items():

@@ -19,7 +19,7 @@ CLASSIFIERS = ("pos_a", "pos_b", "pos_ia3")
 @pytest.fixture(scope="module")
 def server(serve_runs):
     server = AdapterServer()
-    for name in (*CLASSIFIERS, "sql", "sql_b"):
+    for name in (*CLASSIFIERS, "sql", "sql_b", "sql_prefix"):
         server.add_adapter(name, serve_runs / name)
     return server
 
@@ -58,11 +58,15 @@ def test_mixed_classification_batch_equals_one_at_a_time(server, monkeypatch):
 
 
 def test_mixed_generation_batch_equals_one_at_a_time(server, monkeypatch):
-    plan = [(name, {"question": q, "context": SQL_CONTEXT}, False) for q in QUESTIONS for name in ("sql", "sql_b")]
-    plan += [("sql", {"question": q}, True) for q in QUESTIONS]  # the base, context left blank
-    calls = count_calls(monkeypatch, server.groups[server.served("sql").group], "generate")
+    plan = [
+        (n, {"question": q, "context": SQL_CONTEXT}, False) for q in QUESTIONS for n in ("sql", "sql_b", "sql_prefix")
+    ]
+    plan += [(n, {"question": q}, True) for q in QUESTIONS for n in ("sql", "sql_prefix")]  # the base, no context
+    lora, prefix = (server.groups[server.served(name).group] for name in ("sql", "sql_prefix"))
+    lora_calls, prefix_calls = count_calls(monkeypatch, lora, "generate"), count_calls(monkeypatch, prefix, "generate")
     results = run_jobs(server, [make_job(server, name, fields=fields, base=base) for name, fields, base in plan])
-    assert calls == [len(plan)]  # two adapters and the base, prompts of three lengths: one generate
+    assert lora_calls == [9]  # two adapters and the base, prompts of three lengths: one generate
+    assert len(prefix_calls) == 4  # prefix tuning: one call per prompt length (no padding), one for the base
     monkeypatch.undo()
     answers = {server.predict(name, fields=fields, base=base)["answer"] for name, fields, base in plan}
     assert len(answers) > 2  # the adapters and the base do answer differently
@@ -87,7 +91,7 @@ def test_each_row_keeps_its_own_max_new_tokens_and_stop(server):
 
 def test_many_threads_with_random_adapters_get_the_sequential_answers(server):
     rng = random.Random(0)
-    names = [*CLASSIFIERS, "sql", "sql_b"]
+    names = [*CLASSIFIERS, "sql", "sql_b", "sql_prefix"]
     asks = [(rng.choice(names), rng.choice(TEXTS + QUESTIONS), rng.random() < 0.2) for _ in range(48)]
     expected = [server.predict(name, text, base=base) for name, text, base in asks]
     metrics = ServeMetrics()

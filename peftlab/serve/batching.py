@@ -41,13 +41,23 @@ def _part_key(job: Job) -> tuple:
     return (job.served.group, json.dumps(settings, sort_keys=True, default=str))
 
 
+def _unpadded_length(job: Job) -> tuple:
+    ids = job.features["input_ids"]
+    if ids and isinstance(ids[0], list):  # multiple choice: one row per choice
+        return tuple(map(len, ids))
+    return (job.features.get("prompt_length", len(ids)),)  # causal generation pads the prompt alone
+
+
 def _sub_batches(jobs: list[Job], indices: list[int]) -> list[list[int]]:
-    """All mixable rows together (one forward); the others one batch per adapter (set_adapter each time)."""
+    """All mixable rows together (one forward); the others one batch per adapter (set_adapter each time), and for
+    prompt learning one per adapter and length (no padding: virtual tokens before padding change the answers)."""
     mixed = [i for i in indices if jobs[i].served.mixable]
-    alone: dict[str, list[int]] = defaultdict(list)
+    alone: dict[tuple, list[int]] = defaultdict(list)
     for i in indices:
-        if not jobs[i].served.mixable:
-            alone[jobs[i].adapter].append(i)
+        job = jobs[i]
+        if not job.served.mixable:
+            exact = job.served.pads_exactly or job.adapter == BASE
+            alone[(job.adapter, None if exact else _unpadded_length(job))].append(i)
     return ([mixed] if mixed else []) + list(alone.values())
 
 

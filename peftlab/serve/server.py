@@ -43,6 +43,9 @@ class ServedAdapter:
     encode: Callable  # the training run's encoder (rows -> ids), built once per adapter
     collate: Callable
     mixable: bool = False  # peft can run it in a batch beside other adapters (adapter_names=[...])
+    # Prompt learning (prefix, prompt tuning) puts virtual tokens before the padding, which changes the answers of
+    # padded rows: such rows run with others of the same length only.
+    pads_exactly: bool = True
 
     def describe(self) -> dict:
         s = self.settings
@@ -116,7 +119,8 @@ class AdapterServer:
         encode = ENCODERS[settings.shape](self.tokenizer, settings.dataset)
         collate = COLLATORS[settings.shape](self.tokenizer)
         mixable = peft_type == "LORA" and not adapter_config.get("use_dora") and settings.shape in MIXABLE_SHAPES
-        served = ServedAdapter(name, folder, settings, group, encode, collate, mixable)
+        pads_exactly = not self.groups[group].peft_config[name].is_prompt_learning
+        served = ServedAdapter(name, folder, settings, group, encode, collate, mixable, pads_exactly)
         self.adapters[name] = served
         return served
 
