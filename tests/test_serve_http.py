@@ -132,6 +132,9 @@ def test_api_key_is_checked_on_every_request_and_required_off_loopback(server, c
     with pytest.raises(SystemExit) as exit_:
         serve_main(["http", "--host", "0.0.0.0", "--adapter", "a=unused"])
     assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith("needs --api-key or PEFTLAB_API_KEY")
+    with pytest.raises(SystemExit):
+        serve_main(["http", "--max-batch", "0", "--adapter", "a=unused"])
+    assert capsys.readouterr().err.strip() == "error: --max-batch 0: must be 1 or more"
     monkeypatch.setenv("PEFTLAB_API_KEY", "from-env")
     assert http_options(parse_args(["http", "--host", "0.0.0.0", "--adapter", "a=x"])).api_key == "from-env"
 
