@@ -104,7 +104,12 @@ class AdapterServer:
         adapter_config = json.loads((folder / "adapter_config.json").read_text())
         peft_type = adapter_config["peft_type"]
         group = (settings.shape, peft_type, len(settings.dataset.labels) if settings.shape in LABELLED_SHAPES else 0)
-        with self.lock:
+        encode = ENCODERS[settings.shape](self.tokenizer, settings.dataset)
+        collate = COLLATORS[settings.shape](self.tokenizer)
+        mixable = peft_type == "LORA" and not adapter_config.get("use_dora") and settings.shape in MIXABLE_SHAPES
+        with self.lock:  # loading and registering together: two requests adding one name cannot both load it
+            if name in self.adapters:
+                raise ConfigError(f"adapter {name}: the name is taken (remove it first, or pick another name)")
             try:
                 if group not in self.groups:
                     model = self._task_model(settings)
@@ -116,12 +121,9 @@ class AdapterServer:
                     raise
                 raise ConfigError(self._other_base_message(name, folder, settings.model, err)) from err
             self.groups[group].eval()
-        encode = ENCODERS[settings.shape](self.tokenizer, settings.dataset)
-        collate = COLLATORS[settings.shape](self.tokenizer)
-        mixable = peft_type == "LORA" and not adapter_config.get("use_dora") and settings.shape in MIXABLE_SHAPES
-        pads_exactly = not self.groups[group].peft_config[name].is_prompt_learning
-        served = ServedAdapter(name, folder, settings, group, encode, collate, mixable, pads_exactly)
-        self.adapters[name] = served
+            pads_exactly = not self.groups[group].peft_config[name].is_prompt_learning
+            served = ServedAdapter(name, folder, settings, group, encode, collate, mixable, pads_exactly)
+            self.adapters[name] = served
         return served
 
     def _check_same_base(self, name: str, folder: Path, theirs: ModelSettings) -> None:
