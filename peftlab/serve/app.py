@@ -71,8 +71,10 @@ def create_app(server: AdapterServer, options: ServeOptions | None = None) -> Fa
 
     @app.delete("/adapters/{name}")
     def remove_adapter(name: str) -> dict:
-        serving.served(name, status=404)
-        server.remove_adapter(name)
+        try:
+            server.remove_adapter(name)
+        except PeftlabError as err:
+            raise HTTPException(404, str(err)) from err
         return {"removed": name}
 
     @app.post("/predict")
