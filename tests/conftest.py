@@ -90,3 +90,11 @@ def write_jsonl(tmp_path):
         return out
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def serve_runs(tmp_path_factory):
+    """Adapters for the serving tests (tests/serve_runs.py), trained once however many serve files run."""
+    from serve_runs import train_serve_runs
+
+    return train_serve_runs(tmp_path_factory.mktemp("serve"))

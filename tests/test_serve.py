@@ -9,42 +9,17 @@ import time
 import pytest
 import torch
 import transformers
-from conftest import compose_config
+from serve_runs import SENTENCE
 
 from peftlab.errors import ConfigError
-from peftlab.run.training import fit
 from peftlab.serve.__main__ import main as serve_main
 from peftlab.serve.server import AdapterServer
 
-TINY = ["trainer.max_epochs=1", "dataset.max_train_rows=64", "dataset.max_eval_rows=16"]
-SENTENCE = "a moving, beautifully acted film"
-
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(serve_runs):
     """Two classifiers and one text-to-SQL adapter on GPT-2's twin, and one classifier on another base."""
-    root = tmp_path_factory.mktemp("serve")
-    sql = root / "sql_data"
-    sql.mkdir()
-    rows = [
-        {
-            "question": f"who wears number {i}?",
-            "context": "table: t\ncolumns: name, number",
-            "answer": f"SELECT name FROM t WHERE number = {i}",
-        }
-        for i in range(32)
-    ]
-    for split in ("train", "validation"):
-        (sql / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    plans = {
-        "pos_a": ["model=gpt2_tiny", "seed=1"],
-        "pos_b": ["model=gpt2_tiny", "seed=2", "peft.lr=1e-2"],
-        "sql": ["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={sql}", "dataset.generation.max_new_tokens=6"],
-        "other": ["model=bloom_tiny"],
-    }
-    for name, overrides in plans.items():
-        fit(compose_config(TINY + overrides, output_dir=root / name))
-    return root
+    return serve_runs
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +112,11 @@ def test_http_json_api(server):
     client = TestClient(create_app(server))
     listed = client.get("/adapters").json()
     assert [a["name"] for a in listed["adapters"]] == ["pos_a", "pos_b", "sql"]
-    answer = client.post("/predict", json={"adapter": "pos_b", "text": SENTENCE}).json()
-    assert answer["scores"] == server.predict("pos_b", SENTENCE)["scores"] and answer["base"]["answer"]
+    answer = client.post("/predict", json={"adapter": "pos_b", "text": SENTENCE, "compare_base": True}).json()
+    assert answer["scores"] == pytest.approx(server.predict("pos_b", SENTENCE)["scores"], abs=1e-5)
+    base = server.predict("pos_b", SENTENCE, base=True)
+    assert answer["base"]["scores"] == pytest.approx(base["scores"], abs=1e-5)
+    assert client.post("/predict", json={"adapter": "pos_b", "text": SENTENCE}).json()["base"] is None  # not asked
     bad = client.post("/predict", json={"adapter": "nope", "text": "x"})
     assert bad.status_code == 400 and "not loaded" in bad.json()["detail"]
 
@@ -190,7 +168,8 @@ def test_page_in_headless_chromium_lists_adapters_and_answers_a_click(server):
             page.evaluate("document.getElementById('status').textContent = ''")
             page.click("#ask")
             page.wait_for_function(done, timeout=30_000)
-            assert page.text_content("#adapter-answer") == server.predict("sql", fields=sql)["answer"]
+            assert page.text_content("#adapter-answer") == server.predict("sql", fields=sql)["answer"]  # streamed
+            assert page.text_content("#base-answer") == server.predict("sql", fields=sql, base=True)["answer"]
             assert page.text_content("#chosen") == "sql"
             browser.close()
     finally:

@@ -1,5 +1,8 @@
 """The one HTML page of the serving app: pick an adapter, fill its inputs, see base vs adapter answers side by side.
 
+It asks /predict with compare_base (the API's default leaves the base out) and, for generation adapters, with stream
+(the text appears as it is made). Behind an API key it asks for the key.
+
 One box per input column of the chosen adapter's dataset (text→SQL: question and table context); a value starting
 with [ or { is sent as JSON (multiple choice: the choices list).
 """
@@ -37,6 +40,18 @@ const show = (answer) => answer.scores
 
 let described = {};
 
+// A server started with an API key answers 401: ask for the key once, keep it for this tab.
+async function call(path, options = {}) {
+  const key = sessionStorage.getItem("peftlab-key");
+  const headers = {...(options.headers || {}), ...(key ? {Authorization: "Bearer " + key} : {})};
+  const response = await fetch(path, {...options, headers});
+  if (response.status !== 401) return response;
+  const given = prompt("This server needs its API key");
+  if (!given) return response;
+  sessionStorage.setItem("peftlab-key", given);
+  return call(path, options);
+}
+
 function showInputs(name) {
   const box = document.getElementById("inputs");
   box.innerHTML = "";
@@ -50,7 +65,7 @@ function showInputs(name) {
 }
 
 async function loadAdapters() {
-  const info = await (await fetch("/adapters")).json();
+  const info = await (await call("/adapters")).json();
   document.getElementById("base").textContent = info.base
     ? "Base model: " + info.base.name + " (" + info.base.name_or_path + ")" : "No adapters loaded.";
   const body = document.querySelector("#adapters tbody");
@@ -64,7 +79,31 @@ async function loadAdapters() {
   if (info.adapters.length) showInputs(info.adapters[0].name);
 }
 
-const value = (text) => /^\s*[\[{]/.test(text) ? JSON.parse(text) : text;
+const value = (text) => /^\\s*[\\[{]/.test(text) ? JSON.parse(text) : text;
+
+// Generation adapters stream: server-sent events {side, text} as the text is made, then {side, answer}.
+async function streamInto(response) {
+  const boxes = {adapter: document.getElementById("adapter-answer"), base: document.getElementById("base-answer")};
+  boxes.adapter.textContent = boxes.base.textContent = "";
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const {done, value} = await reader.read();
+    if (done) return null;
+    buffer += decoder.decode(value, {stream: true});
+    let cut;
+    while ((cut = buffer.indexOf("\\n\\n")) >= 0) {
+      const data = buffer.slice(0, cut).replace(/^data: /, "");
+      buffer = buffer.slice(cut + 2);
+      if (data === "[DONE]") return null;
+      const event = JSON.parse(data);
+      if (event.error) return event.error;
+      if (event.answer !== undefined) boxes[event.side].textContent = event.answer;
+      else boxes[event.side].textContent += event.text;
+    }
+  }
+}
 
 document.getElementById("ask").addEventListener("click", async () => {
   const chosen = document.querySelector("input[name=adapter]:checked");
@@ -74,15 +113,21 @@ document.getElementById("ask").addEventListener("click", async () => {
   status.className = "";
   const fields = {};
   document.querySelectorAll("#inputs textarea").forEach((a) => { fields[a.dataset.column] = value(a.value); });
-  const response = await fetch("/predict", {
+  const stream = described[chosen.value] && described[chosen.value].task === "generation";
+  const response = await call("/predict", {
     method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({adapter: chosen.value, fields: fields}),
+    body: JSON.stringify({adapter: chosen.value, fields: fields, compare_base: true, stream: stream}),
   });
-  const result = await response.json();
-  if (!response.ok) { status.textContent = result.detail; status.className = "error"; return; }
+  if (!response.ok) { status.textContent = (await response.json()).detail; status.className = "error"; return; }
   document.getElementById("chosen").textContent = chosen.value;
-  document.getElementById("adapter-answer").textContent = show(result);
-  document.getElementById("base-answer").textContent = show(result.base);
+  if (stream) {
+    const error = await streamInto(response);
+    if (error) { status.textContent = error; status.className = "error"; return; }
+  } else {
+    const result = await response.json();
+    document.getElementById("adapter-answer").textContent = show(result);
+    document.getElementById("base-answer").textContent = show(result.base);
+  }
   status.textContent = "done";
 });
 

@@ -29,6 +29,9 @@ from peftlab.run.rundir import RunDir
 
 # torch's load_state_dict message for tensors of other shapes: the adapter was trained on another base.
 SIZE_MISMATCH = re.compile(r"size mismatch")
+# Shapes whose model rows are the requests' rows (multiple choice flattens choices into rows, so adapter_names,
+# one per request, would not line up with them).
+MIXABLE_SHAPES = ("classify", "seq2seq", "causal")
 
 
 @dataclass
@@ -39,6 +42,10 @@ class ServedAdapter:
     group: tuple  # (shape, peft type, number of labels): adapters that can share one PeftModel
     encode: Callable  # the training run's encoder (rows -> ids), built once per adapter
     collate: Callable
+    mixable: bool = False  # peft can run it in a batch beside other adapters (adapter_names=[...])
+    # Prompt learning (prefix, prompt tuning) puts virtual tokens before the padding, which changes the answers of
+    # padded rows: such rows run with others of the same length only.
+    pads_exactly: bool = True
 
     def describe(self) -> dict:
         s = self.settings
@@ -75,9 +82,14 @@ class AdapterServer:
         self.backbone_loads = 0  # how many times base weights were read from disk (tests assert 1)
         self.groups: dict[tuple, peft.PeftModel] = {}
         self.adapters: dict[str, ServedAdapter] = {}
-        self._lock = threading.Lock()  # set_adapter changes shared state: one request at a time
+        self.lock = threading.Lock()  # set_adapter changes shared state: one request at a time
+        # A fast tokenizer's Rust side is mutably borrowed while it encodes (truncation settings): threads that
+        # encode requests and the worker that pads and decodes take turns, or it raises "Already borrowed".
+        self.tokenizer_lock = threading.RLock()
 
     def add_adapter(self, name: str, path: str | Path) -> ServedAdapter:
+        if name in self.adapters or name == "base":
+            raise ConfigError(f"adapter {name}: the name is taken (remove it first, or pick another name)")
         folder, run = RunDir.of_adapter(path)
         if run is None:
             raise ConfigError(f"adapter {name}={path}: no config.yaml beside it; pass the training run's folder")
@@ -89,9 +101,15 @@ class AdapterServer:
         self.base = self.base or settings.model
         self._check_same_base(name, folder, settings.model)
         self._load_backbone()
-        peft_type = json.loads((folder / "adapter_config.json").read_text())["peft_type"]
+        adapter_config = json.loads((folder / "adapter_config.json").read_text())
+        peft_type = adapter_config["peft_type"]
         group = (settings.shape, peft_type, len(settings.dataset.labels) if settings.shape in LABELLED_SHAPES else 0)
-        with self._lock:
+        encode = ENCODERS[settings.shape](self.tokenizer, settings.dataset)
+        collate = COLLATORS[settings.shape](self.tokenizer)
+        mixable = peft_type == "LORA" and not adapter_config.get("use_dora") and settings.shape in MIXABLE_SHAPES
+        with self.lock:  # loading and registering together: two requests adding one name cannot both load it
+            if name in self.adapters:
+                raise ConfigError(f"adapter {name}: the name is taken (remove it first, or pick another name)")
             try:
                 if group not in self.groups:
                     model = self._task_model(settings)
@@ -103,9 +121,9 @@ class AdapterServer:
                     raise
                 raise ConfigError(self._other_base_message(name, folder, settings.model, err)) from err
             self.groups[group].eval()
-        encode = ENCODERS[settings.shape](self.tokenizer, settings.dataset)
-        served = ServedAdapter(name, folder, settings, group, encode, COLLATORS[settings.shape](self.tokenizer))
-        self.adapters[name] = served
+            pads_exactly = not self.groups[group].peft_config[name].is_prompt_learning
+            served = ServedAdapter(name, folder, settings, group, encode, collate, mixable, pads_exactly)
+            self.adapters[name] = served
         return served
 
     def _check_same_base(self, name: str, folder: Path, theirs: ModelSettings) -> None:
@@ -144,14 +162,32 @@ class AdapterServer:
             model.generation_config.pad_token_id = self.tokenizer.pad_token_id
         return model.eval()
 
-    def predict(self, name: str, text: str | None = None, fields: dict | None = None, base: bool = False) -> dict:
-        """Answer one request with adapter `name` (base=True: the same model with adapters switched off)."""
+    def remove_adapter(self, name: str) -> None:
+        """Unload one adapter; its group's PeftModel goes too when it was the last one (the base stays loaded)."""
+        served = self.served(name)
+        with self.lock:
+            del self.adapters[name]
+            if any(other.group == served.group for other in self.adapters.values()):
+                self.groups[served.group].delete_adapter(name)
+            else:
+                del self.groups[served.group]
+
+    def served(self, name: str) -> ServedAdapter:
         if name not in self.adapters:
             known = ", ".join(self.adapters) or "none loaded"
             raise ConfigError(f"adapter {name!r}: not loaded (adapters: {known})")
-        served = self.adapters[name]
-        batch = self._batch(served, text, fields)
-        with self._lock:
+        return self.adapters[name]
+
+    def predict(self, name: str, text: str | None = None, fields: dict | None = None, base: bool = False) -> dict:
+        """Answer one request with adapter `name` (base=True: the same model with adapters switched off).
+
+        The one-at-a-time path (set_adapter under the lock); the micro-batched path (serve/batching.py) must agree.
+        """
+        served = self.served(name)
+        features = self.features(served, text, fields)
+        with self.tokenizer_lock:
+            batch = served.collate([features])
+        with self.lock:
             model = self.groups[served.group]
             model.set_adapter(name)
             if base:
@@ -159,8 +195,8 @@ class AdapterServer:
                     return self._answer(model, served, batch)
             return self._answer(model, served, batch)
 
-    def _batch(self, served: ServedAdapter, text: str | None, fields: dict | None) -> dict:
-        """Encode the request exactly as training encoded rows (same encoder and collator), with a dummy label."""
+    def features(self, served: ServedAdapter, text: str | None, fields: dict | None) -> dict:
+        """Encode one request exactly as training encoded rows (same encoder), with a dummy label; not yet padded."""
         d = served.settings.dataset
         row = dict(fields) if fields else row_from_text(text or "", d)
         *inputs, answer = required_columns(d)
@@ -170,8 +206,9 @@ class AdapterServer:
         if missing:
             raise ConfigError(f"{d.name} ({d.task}) requests need the fields {inputs}; missing: {missing}")
         row.setdefault(answer, "" if d.task == "generation" else 0)
-        features = served.encode({key: [value] for key, value in row.items()})
-        return served.collate([{key: values[0] for key, values in features.items()}])
+        with self.tokenizer_lock:
+            features = served.encode({key: [value] for key, value in row.items()})
+        return {key: values[0] for key, values in features.items()}
 
     @torch.no_grad()
     def _answer(self, model, served: ServedAdapter, batch: dict) -> dict:
@@ -181,5 +218,6 @@ class AdapterServer:
             probs = model(**inputs).logits.softmax(-1)[0]
             labels = list(s.dataset.labels)
             return {"answer": labels[int(probs.argmax())], "scores": dict(zip(labels, map(float, probs), strict=True))}
-        answers = generate_answers(model, self.tokenizer, batch, dict(s.dataset.generation), s.shape == "causal")
+        with self.tokenizer_lock:  # the reference path: simple over fast (the batched path locks decoding only)
+            answers = generate_answers(model, self.tokenizer, batch, dict(s.dataset.generation), s.shape == "causal")
         return {"answer": answers[0]}
