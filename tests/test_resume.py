@@ -48,7 +48,10 @@ def _trainable(ckpt):
 DDP = ["hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu"]  # 2 gloo processes: 6 batches per epoch
 
 
-@pytest.mark.parametrize("processes", [[], DDP], ids=["1 process", "ddp 2 processes"])
+# One process is `slow` (26 s): the 2-process case kills and resumes the same way, plus the sharded order.
+@pytest.mark.parametrize(
+    "processes", [pytest.param([], marks=pytest.mark.slow), DDP], ids=["1 process", "ddp 2 processes"]
+)
 def test_kill_9_then_resume_auto_ends_with_the_uninterrupted_weights(tmp_path, processes):
     full, cut = tmp_path / "full", tmp_path / "cut"
     full_log = (tmp_path / "full.log").open("w")  # the reference run goes alongside (2 cores: faster than in turn)
