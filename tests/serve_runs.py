@@ -44,3 +44,13 @@ def train_serve_runs(root: Path) -> Path:
     for name, overrides in plans.items():
         fit(compose_config(TINY + overrides, output_dir=root / name))
     return root
+
+
+def server_with(root: Path, names: tuple[str, ...]):
+    """An AdapterServer holding the named runs of train_serve_runs (one base read, the adapters on top)."""
+    from peftlab.serve.server import AdapterServer
+
+    server = AdapterServer()
+    for name in names:
+        server.add_adapter(name, root / name)
+    return server

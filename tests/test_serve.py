@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 import transformers
-from serve_runs import SENTENCE
+from serve_runs import SENTENCE, server_with
 
 from peftlab.errors import ConfigError
 from peftlab.serve.__main__ import main as serve_main
@@ -24,10 +24,7 @@ def runs(serve_runs):
 
 @pytest.fixture(scope="module")
 def server(runs):
-    server = AdapterServer()
-    for name in ("pos_a", "pos_b", "sql"):
-        server.add_adapter(name, runs / name)
-    return server
+    return server_with(runs, ("pos_a", "pos_b", "sql"))
 
 
 def test_two_adapters_differ_and_switching_back_is_bit_exact(server):

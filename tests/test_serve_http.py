@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from fastapi.testclient import TestClient
-from serve_runs import SENTENCE
+from serve_runs import SENTENCE, server_with
 
 from peftlab.serve.__main__ import http_options, parse_args
 from peftlab.serve.__main__ import main as serve_main
@@ -19,10 +19,7 @@ QUESTION = "who wears number 3?"
 
 @pytest.fixture(scope="module")
 def server(serve_runs):
-    server = AdapterServer()
-    for name in ("pos_a", "sql", "sql_b"):
-        server.add_adapter(name, serve_runs / name)
-    return server
+    return server_with(serve_runs, ("pos_a", "sql", "sql_b"))
 
 
 @pytest.fixture(scope="module")
