@@ -19,7 +19,8 @@ CHECKPOINT_DIR = "/opt/ml/checkpoints"  # SageMaker syncs it with CheckpointConf
 # The container installs the project, then runs train.py through peftlab/cloud/container.py (see there).
 COMMAND = "python -m pip install --quiet --no-cache-dir . && python -m peftlab.cloud.container"
 # Overrides that steer the launch itself; every other command-line override is passed on to train.py.
-LAUNCH_ONLY = re.compile(r"^[+~]*(dry_run|wait|sagemaker|hydra)(\.|=|$)")
+# `source` and `task` steer an evaluation job: the artifact becomes its `model` input channel.
+LAUNCH_ONLY = re.compile(r"^[+~]*(dry_run|wait|sagemaker|hydra|task|source)(\.|=|$)")
 
 
 @dataclass
@@ -35,6 +36,8 @@ class JobPlan:
     environment: dict[str, str] = field(default_factory=dict)
     data_uri: str | None = None
     prefix: str = "peftlab"
+    model_uri: str | None = None  # an evaluation job's model.tar.gz (its `model` channel)
+    checkpoints: bool = True  # a training job syncs /opt/ml/checkpoints with checkpoint_uri
 
     @property
     def s3_root(self) -> str:
@@ -61,13 +64,27 @@ def train_overrides(overrides: list[str]) -> dict[str, str]:
     return kept
 
 
-def plan_job(cfg: DictConfig, instance: SageMakerSettings, aws: AwsSettings, overrides: list[str]) -> JobPlan:
-    """instance: the checked sagemaker group (config/sagemaker_schema.py); overrides: the launch's command line."""
+def plan_job(
+    cfg: DictConfig,
+    instance: SageMakerSettings,
+    aws: AwsSettings,
+    overrides: list[str],
+    point: str | None = None,
+    title: str | None = None,
+) -> JobPlan:
+    """instance: the checked sagemaker group (config/sagemaker_schema.py); overrides: the launch's command line.
+
+    point: a sweep point's id (a hash of its overrides): it ends the job's base name, so the point's jobs can be found
+    again, and names its checkpoints, so every job of the point resumes the same run. title: the base name's start.
+    """
     sm = cfg.sagemaker
-    # Job names: [a-zA-Z0-9-], at most 63 characters; the SDK appends a 24-character timestamp.
-    base = re.sub(r"[^a-zA-Z0-9-]+", "-", f"peftlab-{cfg.model.name}-{cfg.peft.method}-{cfg.dataset.name}")[:38]
-    base = base.strip("-")
-    run_name = sm.run_name or f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # Job names: [a-zA-Z0-9-], at most 63 characters; the SDK appends a 15-character timestamp.
+    title = title or f"peftlab-{cfg.model.name}-{cfg.peft.method}-{cfg.dataset.name}"
+    base = re.sub(r"[^a-zA-Z0-9-]+", "-", title)[:38].strip("-")
+    if point:
+        base = f"{base[: 37 - len(point)].strip('-')}-{point}"
+    run_name = (f"{sm.run_name}-{point}" if sm.run_name else base) if point else None
+    run_name = run_name or sm.run_name or f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}", run_name):
         raise ConfigError(f"sagemaker.run_name={run_name}: letters, digits, '.', '_' and '-' (an S3 key part)")
     data = sm.get("data")
@@ -137,10 +154,17 @@ def sdk_configs(plan: JobPlan) -> dict[str, Any]:
             enable_managed_spot_training=instance.spot,
         ),
         "stopping_condition": StoppingCondition(**stopping),
-        "checkpoint_config": CheckpointConfig(s3_uri=plan.checkpoint_uri, local_path=CHECKPOINT_DIR),
+        "checkpoint_config": (
+            CheckpointConfig(s3_uri=plan.checkpoint_uri, local_path=CHECKPOINT_DIR) if plan.checkpoints else None
+        ),
         "output_data_config": OutputDataConfig(s3_output_path=plan.output_uri),
-        "input_data_config": [InputData(channel_name="data", data_source=plan.data_uri)] if plan.data_uri else None,
+        "input_data_config": [InputData(channel_name=name, data_source=uri) for name, uri in channels(plan)] or None,
     }
+
+
+def channels(plan: JobPlan) -> list[tuple[str, str]]:
+    """The job's S3 input channels besides the code: (name, s3 uri); each is /opt/ml/input/data/<name> in the job."""
+    return [(name, uri) for name, uri in (("data", plan.data_uri), ("model", plan.model_uri)) if uri]
 
 
 def model_trainer(plan: JobPlan, source_tarball: str, boto_session: Any = None):
@@ -180,16 +204,16 @@ def request_preview(plan: JobPlan) -> dict[str, Any]:
         "ResourceConfig": serialize(compute._to_resource_config()),
         "EnableManagedSpotTraining": bool(compute.enable_managed_spot_training),
         "StoppingCondition": serialize(configs["stopping_condition"]),
-        "CheckpointConfig": serialize(configs["checkpoint_config"]),
+        "CheckpointConfig": serialize(configs["checkpoint_config"]) if plan.checkpoints else None,
         "OutputDataConfig": serialize(configs["output_data_config"]),
         "InputDataConfig": [
             {"ChannelName": "code", "S3Uri": f"{plan.s3_root}/code/{plan.base_job_name}/<job>/input/code/"},
-            *([{"ChannelName": "data", "S3Uri": plan.data_uri}] if plan.data_uri else []),
+            *({"ChannelName": name, "S3Uri": uri} for name, uri in channels(plan)),
         ],
         "HyperParameters": plan.hyperparameters,
         "Environment": plan.environment,
     }
-    return redact(request)
+    return redact({key: value for key, value in request.items() if value is not None})
 
 
 def console_url(region: str, job_name: str) -> str:

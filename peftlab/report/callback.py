@@ -14,6 +14,8 @@ class SweepReport(Callback):
         from peftlab.report import write_report
 
         sweep_dir = config.hydra.sweep.dir
+        if config.get("dry_run"):  # launch_sagemaker.py -m dry_run=true: nothing ran
+            return
         try:
             write_report(sweep_dir)
         except PeftlabError as err:  # e.g. every job failed: say so, but do not hide the jobs' own errors

@@ -102,6 +102,19 @@ def _short(value: str) -> str:
     return f"{number:.3g}"
 
 
+def unfinished_jobs(sweep_dir: str | Path) -> list[dict]:
+    """Sweep points that ran as SageMaker jobs (<n>/job.json) and left no metrics.json: Failed or Stopped jobs, with
+    their status, reason and overrides, for the report's table of jobs that did not finish."""
+    rows = []
+    for record in sorted(Path(sweep_dir).glob("*/job.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+        if (record.parent / "metrics.json").is_file():
+            continue
+        job = json.loads(record.read_text())
+        overrides = " ".join(f"{k}={v}" for k, v in job_overrides(record.parent).items())
+        rows.append({"run": record.parent.name, **job, "overrides": overrides})
+    return rows
+
+
 def collect_runs(sweep_dir: str | Path) -> list[RunRecord]:
     """Jobs are the sub-folders holding a metrics.json (Hydra numbers them 0, 1, ...)."""
     root = Path(sweep_dir).expanduser()

@@ -67,7 +67,9 @@ def _pm(mean: float, std: float) -> str:
     return "–" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
-def write_summary(rows: list[dict], verdict: dict[float, str], runs: list[RunRecord], out: Path) -> None:
+def write_summary(
+    rows: list[dict], verdict: dict[float, str], runs: list[RunRecord], out: Path, unfinished: list[dict] | None = None
+) -> None:
     with (out / "summary.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -87,4 +89,15 @@ def write_summary(rows: list[dict], verdict: dict[float, str], runs: list[RunRec
     lines += ["", "## Verdict", ""]
     lines += [f"- at {int(b * 100)} % of the compute: **{m}**" for b, m in verdict.items()]
     lines += ["", f"Compute = the largest run's training FLOPs; {FORMULA}.", "mean ± std over seeds."]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    (out / "summary.md").write_text("\n".join(lines + unfinished_lines(unfinished or [])) + "\n")
+
+
+def unfinished_lines(jobs: list[dict]) -> list[str]:
+    """A row per SageMaker job of the sweep that left no run (collect.unfinished_jobs); none: no section."""
+    if not jobs:
+        return []
+    lines = ["", "## Jobs without a run", "", "| run | job | status | reason | overrides |", "|---|---|---|---|---|"]
+    for job in jobs:
+        reason = (job.get("failure_reason") or "–").replace("|", "/").replace("\n", " ")
+        lines.append(f"| {job['run']} | {job['job']} | {job['status']} | {reason} | {job['overrides']} |")
+    return lines
