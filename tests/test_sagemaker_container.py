@@ -63,6 +63,21 @@ def test_environment_becomes_overrides_and_torchrun_across_instances():
     assert cmd[8].endswith("train.py") and cmd[-2:] == ["hardware.num_nodes=2", "hardware.devices=1"]
 
 
+def test_an_evaluation_job_runs_evaluate_py_on_its_model_channel_in_one_process():
+    """launch_sagemaker.py task=evaluate: PEFTLAB_SCRIPT picks evaluate.py, the `model` channel is its source, and
+    several GPUs or instances do not start torchrun (evaluate.py is one process)."""
+    env = {"SM_HPS": json.dumps({"dataset": "sst2", "hardware": "g4dn"}), "SM_MODEL_DIR": "/opt/ml/model",
+           "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data", "SM_CHANNEL_MODEL": "/opt/ml/input/data/model",
+           "PEFTLAB_SCRIPT": "evaluate.py", "SM_HOST_COUNT": "1", "SM_NUM_GPUS": "4"}  # fmt: skip
+    cmd = train_command(env, python="python")
+    assert cmd[0] == "python" and cmd[1] == str(REPO / "evaluate.py")
+    assert cmd[2:] == ["dataset=sst2", "hardware=g4dn", "paths.output_dir=/opt/ml/model",
+                       "hydra.run.dir=/opt/ml/output/data/hydra",
+                       "source=/opt/ml/input/data/model/model.tar.gz"]  # fmt: skip
+    with pytest.raises(SystemExit, match=r"PEFTLAB_SCRIPT=serve\.py: one of train\.py, evaluate\.py"):
+        train_command({**env, "PEFTLAB_SCRIPT": "serve.py"})
+
+
 def _run(env, **kwargs):
     return subprocess.Popen(
         [sys.executable, "-m", "peftlab.cloud.container"], cwd=REPO, env=env, text=True,

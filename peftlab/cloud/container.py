@@ -6,6 +6,8 @@ SageMaker's contract, read from the environment the training toolkit sets:
   SM_OUTPUT_DATA_DIR  -> hydra.run.dir      (.hydra/ and train.log: uploaded as output.tar.gz)
   SM_CHANNEL_DATA     -> dataset.data_dir   (the `data` input channel, when the launch gave one)
   PEFTLAB_CHECKPOINT_DIR (set by the launch: /opt/ml/checkpoints, synced to S3) -> paths.checkpoint_dir, resume=auto
+  SM_CHANNEL_MODEL    -> source=<it>/model.tar.gz (an evaluation job: the `model` channel)
+  PEFTLAB_SCRIPT      -> the script to run: train.py (default) or evaluate.py (launch_sagemaker.py task=evaluate)
 Checkpoints stay out of SM_MODEL_DIR (they would bloat model.tar.gz); Lightning writes them from rank 0 only.
 """
 
@@ -16,7 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRAIN = Path(__file__).resolve().parents[2] / "train.py"
+REPO = Path(__file__).resolve().parents[2]
+# The scripts a job may run, and whether several GPUs/instances run it under torchrun (evaluate.py runs one process).
+SCRIPTS = {"train.py": True, "evaluate.py": False}
 
 # environment variable -> config key it fills (in this order on the command line)
 ENV_TO_OVERRIDE = (
@@ -24,7 +28,9 @@ ENV_TO_OVERRIDE = (
     ("SM_OUTPUT_DATA_DIR", "hydra.run.dir"),
     ("SM_CHANNEL_DATA", "dataset.data_dir"),
     ("PEFTLAB_CHECKPOINT_DIR", "paths.checkpoint_dir"),
+    ("SM_CHANNEL_MODEL", "source"),
 )
+SUFFIX = {"hydra.run.dir": "/hydra", "source": "/model.tar.gz"}
 
 
 def hyperparameter_overrides(env: dict[str, str]) -> list[str]:
@@ -42,21 +48,29 @@ def container_overrides(env: dict[str, str]) -> list[str]:
     overrides = []
     for variable, key in ENV_TO_OVERRIDE:
         if env.get(variable):
-            value = env[variable] + ("/hydra" if key == "hydra.run.dir" else "")
+            value = env[variable] + SUFFIX.get(key, "")
             overrides.append(f"{key}={value}")
     if env.get("PEFTLAB_CHECKPOINT_DIR"):
         overrides.append("resume=auto")  # a restarted spot job finds last.ckpt there (SageMaker copied it back)
     hosts, gpus = int(env.get("SM_HOST_COUNT") or 1), int(env.get("SM_NUM_GPUS") or 0)
-    if hosts > 1 or gpus > 1:  # one process per GPU on every instance (torchrun sets the ranks Lightning reads)
+    distributed = SCRIPTS[script(env).name]
+    if distributed and (hosts > 1 or gpus > 1):  # one process per GPU on every instance (torchrun sets the ranks)
         overrides += [f"hardware.num_nodes={hosts}", f"hardware.devices={max(gpus, 1)}"]
     return overrides
 
 
+def script(env: dict[str, str]) -> Path:
+    name = env.get("PEFTLAB_SCRIPT") or "train.py"
+    if name not in SCRIPTS:
+        raise SystemExit(f"PEFTLAB_SCRIPT={name}: one of {', '.join(SCRIPTS)}")
+    return REPO / name
+
+
 def train_command(env: dict[str, str], python: str = sys.executable) -> list[str]:
     """`python train.py ...`, or `torchrun ... train.py ...` across SM_HOST_COUNT instances × SM_NUM_GPUS."""
-    args = [str(TRAIN), *hyperparameter_overrides(env), *container_overrides(env)]
+    args = [str(script(env)), *hyperparameter_overrides(env), *container_overrides(env)]
     hosts, gpus = int(env.get("SM_HOST_COUNT") or 1), int(env.get("SM_NUM_GPUS") or 0)
-    if hosts == 1 and gpus <= 1:
+    if (hosts == 1 and gpus <= 1) or not SCRIPTS[script(env).name]:
         return [python, *args]
     launcher = [python, "-m", "torch.distributed.run", f"--nnodes={hosts}", f"--nproc_per_node={max(gpus, 1)}"]
     if hosts > 1:

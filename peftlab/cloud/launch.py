@@ -1,21 +1,49 @@
 """launch(cfg): validate the run, plan the SageMaker job, print its request and cost estimate; unless dry_run, upload
-the source tarball and create the job with the SDK v3 ModelTrainer (optionally waiting and streaming its logs)."""
+the source tarball and create the job with the SDK v3 ModelTrainer (optionally waiting and streaming its logs).
+
+task= picks what the job runs (TASKS): train.py, or evaluate.py on a training job's model.tar.gz (evaluate_job.py).
+A -m sweep does not come here: the `sagemaker` Hydra launcher plans all its points (sweep.py).
+"""
 
 import json
 import logging
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from peftlab.cloud.evaluate_job import fetch_eval_metrics, plan_evaluation
 from peftlab.cloud.sagemaker_job import COMMAND, JobPlan, console_url, model_trainer, plan_job, request_preview
-from peftlab.cloud.settings import resolve_aws_settings
+from peftlab.cloud.settings import AwsSettings, resolve_aws_settings
 from peftlab.cloud.source import write_source_tarball
 from peftlab.config import validate
-from peftlab.config.sagemaker_schema import sagemaker_settings
+from peftlab.config.sagemaker_schema import SageMakerSettings, sagemaker_settings
 from peftlab.cost import job_estimate, price_table
+from peftlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def check_training(cfg: DictConfig) -> None:
+    # The run they train: its data lives in S3 or the hub, not here; peft's own checks run in the job (no torch here).
+    validate(cfg, check_files=False, check_with_peft=False)
+
+
+@dataclass(frozen=True)
+class Task:
+    plan: Callable[[DictConfig, SageMakerSettings, AwsSettings, list[str]], JobPlan]
+    check: Callable[[DictConfig], None] | None = None  # before the AWS settings are looked up
+    # After the job is created: None, or a function(cfg, plan, job_name, boto_session) -> dict merged into the result.
+    finish: Callable[..., dict] | None = None
+
+
+TASKS = {
+    "train": Task(plan_job, check=check_training),
+    # evaluate.py takes the model and method from the artifact's config.yaml: the job checks them.
+    "evaluate": Task(plan_evaluation, finish=fetch_eval_metrics),
+}
 
 
 def command_line_overrides() -> list[str]:
@@ -27,11 +55,15 @@ def command_line_overrides() -> list[str]:
 
 def launch(cfg: DictConfig, overrides: list[str] | None = None, boto_session=None) -> dict:
     """Returns {"plan", "request", "estimate", "job_name", "console_url"} (job fields None on a dry run)."""
+    name = cfg.get("task") or "train"
+    if name not in TASKS:
+        raise ConfigError(f"task={name}: allowed values are {', '.join(TASKS)}")
+    task = TASKS[name]
     instance = sagemaker_settings(cfg)  # the instances to rent (the sagemaker group)
-    # The run they train: its data lives in S3 or the hub, not here; peft's own checks run in the job (no torch here).
-    validate(cfg, check_files=False, check_with_peft=False)
+    if task.check is not None:
+        task.check(cfg)
     aws = resolve_aws_settings(cfg.sagemaker)
-    plan = plan_job(cfg, instance, aws, command_line_overrides() if overrides is None else overrides)
+    plan = task.plan(cfg, instance, aws, command_line_overrides() if overrides is None else overrides)
     request = request_preview(plan)
     cost = cost_estimate(cfg, plan)
     print(("DRY RUN: nothing is created. " if cfg.dry_run else "") + "SageMaker CreateTrainingJob request:")
@@ -48,7 +80,11 @@ def launch(cfg: DictConfig, overrides: list[str] | None = None, boto_session=Non
     job_name = trainer._latest_training_job.training_job_name  # the SDK's only handle on the created job
     result.update(job_name=job_name, console_url=console_url(aws.region, job_name))
     print(f"training job: {job_name}\nconsole: {result['console_url']}")
-    print(f"outputs: {plan.output_uri}/{job_name}/output/model.tar.gz\ncheckpoints: {plan.checkpoint_uri}")
+    print(f"outputs: {plan.output_uri}/{job_name}/output/model.tar.gz")
+    if plan.checkpoints:
+        print(f"checkpoints: {plan.checkpoint_uri}")
+    if task.finish is not None:
+        result.update(task.finish(cfg, plan, job_name, boto_session))
     return result
 
 
