@@ -197,3 +197,25 @@ def test_evaluate_runs_as_a_job_and_its_metrics_come_back(aws, local_sweep, monk
     assert rows[0]["method"] == trained["method"] and rows[0]["rows"] == 16
     assert rows[0]["val/accuracy"] == pytest.approx(trained["best"]["val/accuracy"])
     assert "eval metrics: " in out.stdout and "val/accuracy=" in out.stdout
+
+
+def test_optuna_trials_run_as_parallel_jobs_and_read_their_metric(aws, local_sweep, monkeypatch, tmp_path):
+    """hparams_search=optuna with this launcher: n_jobs trials at a time are jobs, each job's best metric is the
+    trial's value (the fake answers every trial with the local LoRA run's model.tar.gz)."""
+    endpoint, env = aws
+    lora = next(
+        p for p in local_sweep.glob("[0-9]*") if json.loads((p / "metrics.json").read_text())["method"] == "lora"
+    )
+    fake = FakeSageMaker(endpoint, lambda request: ("Completed", model_tarball(lora)))
+    fake.install(monkeypatch)
+    out = launch("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", *TINY,
+                 "hardware=g4dn_spot", "sagemaker.poll_seconds=0.1", f"hydra.sweep.dir={tmp_path / 'study'}",
+                 env=env, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(fake.requests) == 4 and fake.most_in_progress == 2  # two batches of two trials
+    assert all(
+        "hparams_search" not in r["HyperParameters"] and "peft.lr" in r["HyperParameters"] for r in fake.requests
+    )
+    best = json.loads((lora / "metrics.json").read_text())["best"]["val/accuracy"]
+    results = (tmp_path / "study" / "optimization_results.yaml").read_text()
+    assert f"best_value: {best}" in results

@@ -19,8 +19,9 @@ CHECKPOINT_DIR = "/opt/ml/checkpoints"  # SageMaker syncs it with CheckpointConf
 # The container installs the project, then runs train.py through peftlab/cloud/container.py (see there).
 COMMAND = "python -m pip install --quiet --no-cache-dir . && python -m peftlab.cloud.container"
 # Overrides that steer the launch itself; every other command-line override is passed on to train.py.
-# `source` and `task` steer an evaluation job: the artifact becomes its `model` input channel.
-LAUNCH_ONLY = re.compile(r"^[+~]*(dry_run|wait|sagemaker|hydra|task|source)(\.|=|$)")
+# `source` and `task` steer an evaluation job: the artifact becomes its `model` input channel; `hparams_search` picks
+# the sweeper, on the launching machine (its plugin need not be in the job's image).
+LAUNCH_ONLY = re.compile(r"^[+~]*(dry_run|wait|sagemaker|hydra|task|source|hparams_search)(\.|=|$)")
 
 
 @dataclass

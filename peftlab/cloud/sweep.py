@@ -116,6 +116,9 @@ class SageMakerSweep:
         count = max(planned, len(points))
         check_budget(first.sagemaker.get("budget_usd"), sweep_maximum(table, [p.cost for p in points], count), count)
         if first.dry_run:
+            if planned > len(points):  # Optuna picks later trials from earlier results: nothing more to show
+                print(f"DRY RUN: the study's first {len(points)} of {planned} trials; later ones follow their results")
+                raise SystemExit(0)
             return [job_return(p, None) for p in points]
         return self.run(points, max_parallel, poll_seconds)
 
