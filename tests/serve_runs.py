@@ -1,6 +1,10 @@
 """Tiny adapters on GPT-2's twin, trained once per test session for every tests/test_serve*.py file."""
 
 import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import compose_config
@@ -54,3 +58,26 @@ def server_with(root: Path, names: tuple[str, ...]):
     for name in names:
         server.add_adapter(name, root / name)
     return server
+
+
+@contextmanager
+def live_server(server, options=None):
+    """The app served by uvicorn on a free port of 127.0.0.1 in a thread, for clients that speak real HTTP."""
+    import uvicorn
+
+    from peftlab.serve.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    web = uvicorn.Server(uvicorn.Config(create_app(server, options), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not web.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        web.should_exit = True
+        thread.join(timeout=10)

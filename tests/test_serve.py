@@ -2,14 +2,11 @@
 
 import json
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 import torch
 import transformers
-from serve_runs import SENTENCE, server_with
+from serve_runs import SENTENCE, live_server, server_with
 
 from peftlab.errors import ConfigError
 from peftlab.serve.__main__ import main as serve_main
@@ -118,58 +115,38 @@ def test_http_json_api(server):
     assert bad.status_code == 400 and "not loaded" in bad.json()["detail"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_page_in_headless_chromium_lists_adapters_and_answers_a_click(server):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it with apt-get)")
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    import uvicorn
-
-    from peftlab.serve.app import create_app
-
-    port = _free_port()
-    web = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    while not web.started:
-        time.sleep(0.05)
     flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector("#adapters tbody tr")
-            assert page.locator("#adapters tbody tr").count() == 3
-            assert "gpt2_tiny" in page.text_content("#base")
-            done = "document.getElementById('status').textContent === 'done'"
-            page.check("input[value=pos_b]")
-            page.fill("#inputs textarea[data-column=sentence]", SENTENCE)
-            page.click("#ask")
-            page.wait_for_function(done, timeout=30_000)
-            expected = server.predict("pos_b", SENTENCE)["answer"]
-            assert page.text_content("#adapter-answer").startswith(expected)
-            assert page.text_content("#base-answer").strip() and page.text_content("#chosen") == "pos_b"
-            page.check("input[value=sql]")  # text-to-SQL: one box per input column of its prompt
-            boxes = page.locator("#inputs textarea")
-            assert [boxes.nth(i).get_attribute("data-column") for i in range(boxes.count())] == ["context", "question"]
-            sql = {"question": "who wears number 3?", "context": "table: t\ncolumns: name, number"}
-            for column, text in sql.items():
-                page.fill(f"#inputs textarea[data-column={column}]", text)
-            page.evaluate("document.getElementById('status').textContent = ''")
-            page.click("#ask")
-            page.wait_for_function(done, timeout=30_000)
-            assert page.text_content("#adapter-answer") == server.predict("sql", fields=sql)["answer"]  # streamed
-            assert page.text_content("#base-answer") == server.predict("sql", fields=sql, base=True)["answer"]
-            assert page.text_content("#chosen") == "sql"
-            browser.close()
-    finally:
-        web.should_exit = True
-        thread.join(timeout=10)
+    with live_server(server) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.wait_for_selector("#adapters tbody tr")
+        assert page.locator("#adapters tbody tr").count() == 3
+        assert "gpt2_tiny" in page.text_content("#base")
+        done = "document.getElementById('status').textContent === 'done'"
+        page.check("input[value=pos_b]")
+        page.fill("#inputs textarea[data-column=sentence]", SENTENCE)
+        page.click("#ask")
+        page.wait_for_function(done, timeout=30_000)
+        expected = server.predict("pos_b", SENTENCE)["answer"]
+        assert page.text_content("#adapter-answer").startswith(expected)
+        assert page.text_content("#base-answer").strip() and page.text_content("#chosen") == "pos_b"
+        page.check("input[value=sql]")  # text-to-SQL: one box per input column of its prompt
+        boxes = page.locator("#inputs textarea")
+        assert [boxes.nth(i).get_attribute("data-column") for i in range(boxes.count())] == ["context", "question"]
+        sql = {"question": "who wears number 3?", "context": "table: t\ncolumns: name, number"}
+        for column, text in sql.items():
+            page.fill(f"#inputs textarea[data-column={column}]", text)
+        page.evaluate("document.getElementById('status').textContent = ''")
+        page.click("#ask")
+        page.wait_for_function(done, timeout=30_000)
+        assert page.text_content("#adapter-answer") == server.predict("sql", fields=sql)["answer"]  # streamed
+        assert page.text_content("#base-answer") == server.predict("sql", fields=sql, base=True)["answer"]
+        assert page.text_content("#chosen") == "sql"
+        browser.close()
     assert torch.is_grad_enabled()  # serving's no_grad blocks did not leak into the process

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from fastapi.testclient import TestClient
-from serve_runs import SENTENCE, server_with
+from serve_runs import SENTENCE, live_server, server_with
 
 from peftlab.serve.__main__ import http_options, parse_args
 from peftlab.serve.__main__ import main as serve_main
@@ -79,6 +79,24 @@ def test_streaming_gives_the_same_text_in_openai_chunks(client):
     assert (
         "".join(c["choices"][0]["text"] for c in streamed) == cut["text"] == whole["text"][: whole["text"].find(stop)]
     )
+
+
+def test_the_openai_client_library_talks_to_the_server(server):
+    """What a user of vLLM or LoRAX points at us: the `openai` package, over real HTTP on 127.0.0.1."""
+    openai = pytest.importorskip("openai", reason="the openai client (dev extra)")
+    expected = server.predict("sql", QUESTION)["answer"]
+    with live_server(server) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        assert [m.id for m in client.models.list()] == ["base", "sql", "sql_b"]
+        completion = client.completions.create(model="sql", prompt=QUESTION, temperature=0)
+        assert completion.choices[0].text == expected and completion.usage.completion_tokens > 0
+        messages = [{"role": "user", "content": QUESTION}]
+        chat = client.chat.completions.create(model="sql", messages=messages)
+        assert chat.choices[0].message.content == expected and chat.choices[0].message.role == "assistant"
+        stream = client.chat.completions.create(model="sql", messages=messages, stream=True)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == expected
+        with pytest.raises(openai.NotFoundError):
+            client.completions.create(model="nope", prompt="x")
 
 
 def test_predict_streams_adapter_and_base_side_by_side(client, server):
