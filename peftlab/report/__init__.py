@@ -4,13 +4,14 @@ from pathlib import Path
 
 from peftlab.errors import PeftlabError
 from peftlab.report.collect import collect_runs, unfinished_jobs
-from peftlab.report.plots import write_plots
 from peftlab.report.summary import summarise, unfinished_lines, write_summary
 
 
 def write_report(sweep_dir: str | Path) -> dict:
     """Everything into the sweep folder; returns {"rows", "verdict", "plots", "runs", "unfinished"} for callers and
     tests. SageMaker jobs that left no run (Failed, Stopped) are rows of their own, with their status."""
+    from peftlab.report.plots import write_plots  # matplotlib (~0.5 s): imported by sweeps' ends, not every run's start
+
     out = Path(sweep_dir)
     unfinished = unfinished_jobs(out) if out.is_dir() else []
     try:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import RichModelSummary
@@ -41,6 +42,13 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+_process_reached_a_step = False  # start-up is measured once per process: a -m sweep's later jobs paid it already
+
+
+def seconds_since_process_start() -> float:
+    return time.time() - psutil.Process().create_time()
+
+
 MEMORY_KEYS = ("rss_mb", "cuda_mb")  # peak memory of a process: host RSS, and allocated on its GPU when it has one
 
 
@@ -55,12 +63,19 @@ class RunStats(pl.Callback):
         self.val_seconds = 0.0
         self._fit_start = self._val_start = 0.0
         self.per_rank: list[dict] = []
+        self.startup_seconds: float | None = None  # process start -> first training batch (imports, load, data)
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         reset_peak_rss()
         self._fit_start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        global _process_reached_a_step
+        if not _process_reached_a_step:
+            _process_reached_a_step = True
+            self.startup_seconds = round(seconds_since_process_start(), 2)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.train_samples += len(batch["labels"])
@@ -118,6 +133,7 @@ class RunStats(pl.Callback):
 
     def summary(self) -> dict:
         return {
+            "startup_s": self.startup_seconds,  # null for a sweep's later jobs (same process)
             "fit_time_s": round(self.fit_seconds, 2),
             "train_time_s": round(self.train_seconds, 2),
             "train_samples": self.train_samples,
