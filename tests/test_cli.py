@@ -1,6 +1,7 @@
 """`python train.py ...` as a user runs it: bad overrides and bad data give one named line and exit != 0."""
 
 import json
+import time
 
 import pytest
 from conftest import option_names, run_cli
@@ -67,6 +68,7 @@ def test_help_lists_groups():
 def test_default_run_end_to_end_with_overrides(tmp_path):
     """The user's default command, shrunk: real CLI, real Hydra run dir, metrics.json + adapter/."""
     run_dir = tmp_path / "run"
+    started = time.time()
     proc = run_cli(
         "trainer.max_epochs=1",
         "dataset.max_train_rows=256",
@@ -80,6 +82,9 @@ def test_default_run_end_to_end_with_overrides(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["method"] == "lora" and metrics["seed"] == 1
+    # process start to the first step: within the command's own wall time, and before its fit ended
+    assert 0 < metrics["startup_s"] < time.time() - started - metrics["fit_time_s"] + 1
+    assert "start-up (to first step)" in proc.stdout
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     assert "peft.r=4" in (run_dir / ".hydra" / "overrides.yaml").read_text()

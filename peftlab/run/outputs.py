@@ -141,7 +141,7 @@ def print_summary(report: dict, output_dir: Path) -> None:
     p = report["params"]
     table.add_row("trainable / total params", f"{p['trainable']:,} / {p['total']:,} ({p['trainable_pct']:.2f} %)")
     if report.get("startup_s") is not None:
-        table.add_row("start-up (process start to first step)", f"{report['startup_s']:.1f} s")
+        table.add_row("start-up (to first step)", f"{report['startup_s']:.1f} s")
     table.add_row("fit time (train only)", f"{report['fit_time_s']:.1f} s ({report['train_time_s']:.1f} s)")
     table.add_row("train samples/s", f"{report['samples_per_s']:.1f}")
     table.add_row("peak memory", ", ".join(f"{k} {v:,.0f}" for k, v in report["peak_memory"].items()))
