@@ -1,10 +1,12 @@
-"""OmegaConf resolvers used by conf/: where packaged models and the user cache live."""
+"""OmegaConf resolvers used by conf/: where packaged models and the user cache live, a SLURM job's allocation."""
 
 import importlib
 import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from peftlab.config import slurm
 
 
 def packaged_model_path(package: str) -> str:
@@ -30,6 +32,8 @@ def register_resolvers() -> None:
     for name, fn in {
         "peftlab.packaged_model": packaged_model_path,
         "peftlab.user_cache": user_cache_dir,
+        "peftlab.slurm_tasks_per_node": slurm.tasks_per_node,  # conf/hydra/launcher/slurm.yaml
+        "peftlab.slurm_gpus_per_node": slurm.gpus_per_node,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -45,9 +45,21 @@ def in_multirun() -> bool:
 
 
 def needs_own_process_group(settings) -> bool:
-    """A `-m` sweep job that Lightning would run on several processes (see run_as_process_group)."""
+    """A `-m` sweep job that Lightning would run on several processes, starting them itself (see
+    run_as_process_group)."""
     hw = settings.hardware
-    return processes_per_node(hw.accelerator, hw.devices) * hw.num_nodes > 1 and in_multirun()
+    several = processes_per_node(hw.accelerator, hw.devices) * hw.num_nodes > 1
+    return several and in_multirun() and not ranks_started_by_slurm()
+
+
+def ranks_started_by_slurm() -> bool:
+    """Every rank is already a process of its own, started by srun (a hydra/launcher=slurm job has one srun task per
+    device): Lightning then takes ranks from SLURM's variables (SLURMEnvironment) and starts no processes, so the job
+    trains in this process. A sweep job re-run as `python train.py` would be wrong there: under submitit the entry
+    point is submitit's, not train.py (hydra #2231). Lightning's own test decides it, not a copy of it."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
 
 
 def run_as_process_group() -> float | None:
