@@ -16,6 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ["HF_DATASETS_CACHE"] = str(_SESSION_CACHE / "hf-datasets")
 os.environ["PEFTLAB_CACHE_DIR"] = str(_SESSION_CACHE / "peftlab")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share the cores: one math thread each (and their commands)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
@@ -98,3 +100,14 @@ def serve_runs(tmp_path_factory):
     from serve_runs import train_serve_runs
 
     return train_serve_runs(tmp_path_factory.mktemp("serve"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (`pytest -n 2 --dist loadgroup`, the suite's default): a file's tests stay on one worker, so
+    its module fixtures are built once, and the serving files share one worker (their session fixture trains 7
+    adapters)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = "serve" if item.path.name.startswith("test_serve") else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))

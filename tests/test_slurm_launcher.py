@@ -160,6 +160,13 @@ def slurm_task(monkeypatch):
         monkeypatch.delenv(name)
     for name, value in SRUN_TASK.items():
         monkeypatch.setenv(name, value)
+    # A Trainer built as SLURM's rank 1 sets Lightning's process-wide rank; restored afterwards, or every later
+    # Trainer in this test process would log nothing (loggers write on rank 0 only).
+    from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    for function in (rank_zero_only, utils_rank_zero_only):
+        monkeypatch.setattr(function, "rank", getattr(function, "rank", 0))
 
 
 @pytest.fixture
