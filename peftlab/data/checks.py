@@ -1,5 +1,7 @@
 """Row-level checks on a raw split: columns present, split not empty, every label in the configured set."""
 
+import datasets
+
 from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.formatting import choices_of, required_columns
 from peftlab.data.labels import label_in_set
@@ -26,7 +28,7 @@ def check_split(raw: RawSplit, settings: DatasetSettings) -> None:
         raise DataError(f"{raw.origin}: the split is empty")
     text_columns = needed if settings.task == "generation" else needed[:-1]
     for column in text_columns:
-        if column in (settings.choices_column, settings.label_column):
+        if column in (settings.choices_column, settings.label_column) or _all_text(ds, column):
             continue
         for row, text in enumerate(ds[column]):
             if not isinstance(text, str):
@@ -50,8 +52,19 @@ def _check_choices(raw: RawSplit, settings: DatasetSettings) -> None:
             )
 
 
+def _all_text(ds: datasets.Dataset, column: str) -> bool:
+    """Arrow's schema vouches for every row (a string column without nulls): no pass over the rows in Python, which
+    took 1.9 s of every SST-2 run's start (67k rows)."""
+    feature = ds.features.get(column)
+    is_string = isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+    return is_string and ds._indices is None and ds.data.column(column).null_count == 0
+
+
 def _check_labels(raw: RawSplit, settings: DatasetSettings) -> None:
     names = list(settings.labels)
+    plain = isinstance(raw.dataset.features.get(settings.label_column), datasets.Value)  # mixed JSON types: not
+    if plain and all(label_in_set(value, names) for value in raw.dataset.unique(settings.label_column)):
+        return  # the distinct values (Arrow) are all fine; else the loop below names the first bad row
     for row, value in enumerate(raw.dataset[settings.label_column]):
         if not label_in_set(value, names):
             raise DataError(
