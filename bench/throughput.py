@@ -1,12 +1,16 @@
-"""peftlab vs a peer (HF Trainer + peft + DataCollatorWithPadding): same model, data, LoRA, batch, steps; one process.
+"""peftlab vs the peer a user would pick (HF Trainer + peft + DataCollatorWithPadding, with the Trainer's own length
+grouping on): same model, data, LoRA, batch, steps; one process.
 
-    python bench/throughput.py                        # MiniLM, SST-2 from ../shared/data/sst2, 300 steps of 32
+    python bench/throughput.py --seeds 0 1 2           # MiniLM, SST-2 from ../shared/data/sst2, 300 steps of 32
     python bench/throughput.py --steps 100 --data /path/to/sst2
+    python bench/throughput.py --peers grouped         # without the second, ungrouped (random batches) peer line
     python bench/throughput.py dataset.group_by_length=false   # peftlab without length-bucketed batches
 
-Prints samples/s of each and the ratio, the peak RSS of each phase, and each one's SST-2 dev accuracy (all 872 rows).
-Both train the same LoRA (the model's peft defaults), lr, warm-up and batch size, with max_length truncation.
-peftlab runs with its SST-2 defaults (length-bucketed batches in random order: data/sampling.py); the peer with HF's.
+Prints samples/s of each and the ratio to each peer, the peak RSS of each phase, each one's SST-2 dev accuracy (all
+872 rows), this machine's fp32 matmul peak measured in the same process, and the useful FLOP/s of each side
+(bench/useful_flops.py). Both train the same LoRA (the model's peft defaults), lr, warm-up and batch size, with
+max_length truncation. peftlab runs with its SST-2 defaults (length-bucketed batches in random order:
+data/sampling.py); the peers with HF's.
 """
 
 import argparse
@@ -20,6 +24,7 @@ import time
 from pathlib import Path
 
 import psutil
+from useful_flops import matmul_peak, training_flops_per_token
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,6 +72,9 @@ def overrides(args) -> list[str]:
     ]
 
 
+PEERS = {"grouped": "peer (HF Trainer, grouped)", "random": "peer (HF Trainer, random)"}
+
+
 def run_peftlab(cfg) -> dict:
     import pytorch_lightning as pl
 
@@ -76,10 +84,28 @@ def run_peftlab(cfg) -> dict:
     (metrics,) = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False).validate(
         result.module, datamodule=result.datamodule, verbose=False
     )
-    return {"samples_per_s": result.report["samples_per_s"], "accuracy": float(metrics["val/accuracy"])}
+    report = result.report
+    return {
+        "samples_per_s": report["samples_per_s"],
+        "accuracy": float(metrics["val/accuracy"]),
+        "tokens_per_s": report["train_tokens"] / report["train_time_s"],
+        "flops_per_token": training_flops_per_token(result.module.model),
+    }
 
 
-def run_peer(cfg, args, seed: int) -> dict:
+def sampling_arguments(grouped: bool) -> dict:
+    """The Trainer's length grouping: train_sampling_strategy in transformers 5, group_by_length before it."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length" if grouped else "random"}
+    return {"group_by_length": grouped}
+
+
+def run_peer(cfg, args, seed: int, grouped: bool) -> dict:
     """The way the seeds train: tokenise with datasets.map, HF Trainer, DataCollatorWithPadding, peft LoRA."""
     import datasets
     import numpy as np
@@ -121,6 +147,7 @@ def run_peer(cfg, args, seed: int) -> dict:
         use_cpu=True,
         seed=seed,
         dataloader_num_workers=0,
+        **sampling_arguments(grouped),
     )
 
     def accuracy(pred):
@@ -135,7 +162,14 @@ def run_peer(cfg, args, seed: int) -> dict:
         compute_metrics=accuracy,
     )
     train = trainer.train()
-    return {"samples_per_s": train.metrics["train_samples_per_second"], "accuracy": trainer.evaluate()["eval_accuracy"]}
+    samples_per_s = train.metrics["train_samples_per_second"]
+    mean_tokens = statistics.fmean(len(ids) for ids in encoded["train"]["input_ids"])  # random draws: the mean
+    return {
+        "samples_per_s": samples_per_s,
+        "accuracy": trainer.evaluate()["eval_accuracy"],
+        "tokens_per_s": samples_per_s * mean_tokens,
+        "flops_per_token": training_flops_per_token(model),
+    }
 
 
 def main() -> None:
@@ -145,7 +179,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one pair of runs per seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one set of runs per seed")
+    parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS), help="HF Trainer samplers")
     parser.add_argument("extra", nargs="*", help="more peftlab overrides, e.g. dataset.group_by_length=false")
     args = parser.parse_args()
     if not (Path(args.data) / "train.jsonl").is_file():
@@ -159,21 +194,32 @@ def main() -> None:
         f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(f"machine: {machine}; MiniLM + LoRA, SST-2, {args.steps} steps x {args.batch_size}, extra: {args.extra}")
-    runs = {"peer (HF Trainer)": [], "peftlab": []}
+    # MiniLM-L6: hidden 384, FFN 1536; SST-2 batches of 32 hold ~430 tokens (13.3 per sentence, grouped).
+    peak = matmul_peak(tokens_per_batch=args.batch_size * 14, hidden=384, intermediate=1536)
+    print("fp32 matmul peak (GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in peak.items()))
+    runs = {**{PEERS[p]: [] for p in args.peers}, "peftlab": []}
     for seed in args.seeds:
         cfg = compose_config(args, seed)
-        phases = (("peer (HF Trainer)", run_peer, (cfg, args, seed)), ("peftlab", run_peftlab, (cfg,)))
-        for name, runner, runner_args in phases:
+        phases = [(PEERS[p], run_peer, (cfg, args, seed, p == "grouped")) for p in args.peers]
+        for name, runner, runner_args in [*phases, ("peftlab", run_peftlab, (cfg,))]:
             with PeakRss() as rss:
                 runs[name].append({**runner(*runner_args), "peak_rss_mb": rss.mb})
             r = runs[name][-1]
-            print(f"seed {seed}  {name:18s} {r['samples_per_s']:8.1f} samples/s  peak RSS {r['peak_rss_mb']:7.0f} MiB  "
+            r["gflops"] = r["tokens_per_s"] * r["flops_per_token"] / 1e9
+            print(f"seed {seed}  {name:26s} {r['samples_per_s']:8.1f} samples/s  {r['gflops']:6.1f} GFLOP/s "
+                  f"({r['gflops'] / peak['peak']:.0%} of peak)  peak RSS {r['peak_rss_mb']:7.0f} MiB  "
                   f"dev accuracy {r['accuracy']:.4f}")  # fmt: skip
     for name, rs in runs.items():
-        print(f"{name:18s} samples/s {_mean_std([r['samples_per_s'] for r in rs], 1)}  "
-              f"dev accuracy {_mean_std([r['accuracy'] for r in rs], 4)}  over seeds {args.seeds}")  # fmt: skip
-    ratios = [ours["samples_per_s"] / peer["samples_per_s"] for peer, ours in zip(*runs.values(), strict=True)]
-    print(f"ratio peftlab / peer: {_mean_std(ratios, 2)}x samples/s")
+        col = {k: [r[k] for r in rs] for k in rs[0]}
+        print(f"{name:26s} samples/s {_mean_std(col['samples_per_s'], 1)}  GFLOP/s {_mean_std(col['gflops'], 1)}  "
+              f"peak RSS {_mean_std(col['peak_rss_mb'], 0)} MiB  dev accuracy {_mean_std(col['accuracy'], 4)}  "
+              f"over seeds {args.seeds}")  # fmt: skip
+    ours = runs["peftlab"]
+    for peer in args.peers:
+        ratios = [o["samples_per_s"] / p["samples_per_s"] for p, o in zip(runs[PEERS[peer]], ours, strict=True)]
+        print(f"ratio peftlab / {PEERS[peer]}: {_mean_std(ratios, 2)}x samples/s")
+    share = [o["gflops"] / peak["peak"] for o in ours]
+    print(f"peftlab useful FLOP/s: {_mean_std(share, 2)} of the measured matmul peak ({peak['peak']:.1f} GFLOP/s)")
 
 
 def compose_config(args, seed: int):
