@@ -35,6 +35,10 @@ class InstancePrice:
         check(self.on_demand > 0, "on_demand", self.on_demand, "USD per hour, > 0")
         check(0 < self.spot <= self.on_demand, "spot", self.spot, f"USD/h, > 0 and <= on_demand ({self.on_demand})")
 
+    def rate(self, spot: bool) -> float:
+        """USD per instance-hour as the job is billed."""
+        return self.spot if spot else self.on_demand
+
 
 @dataclass
 class PriceTable:
@@ -171,6 +175,10 @@ def format_table(rows: list[CostRow], table: PriceTable) -> str:
     return "\n".join(lines)
 
 
+# What a dry run without measured speed asks for (one job's and a sweep's estimate alike).
+ESTIMATE_HINT = "give sagemaker.estimate.steps=N (or trainer.max_steps) and sagemaker.estimate.seconds_per_step=S"
+
+
 def job_estimate(
     table: PriceTable,
     instance_type: str,
@@ -182,7 +190,7 @@ def job_estimate(
 ) -> str:
     """A SageMaker job's dry-run estimate: the most it can cost (max_run at the table's price), and the table for
     its instance when the steps and seconds per step are known."""
-    rate = table.price(instance_type).spot if spot else table.price(instance_type).on_demand
+    rate = table.price(instance_type).rate(spot)
     cap_h = max_run / 3600
     lines = [
         f"cost estimate ({'spot' if spot else 'on-demand'}, {table.region} prices as of {table.as_of}): "
@@ -193,10 +201,7 @@ def job_estimate(
         rows = estimate(table, int(steps), {instance_type: float(seconds_per_step)}, instance_count)
         lines.append(format_table(rows, table))
     else:
-        lines.append(
-            "expected cost: give sagemaker.estimate.steps=N (or trainer.max_steps) and "
-            "sagemaker.estimate.seconds_per_step=S (python -m peftlab.cost has the table for several instances)"
-        )
+        lines.append(f"expected cost: {ESTIMATE_HINT} (python -m peftlab.cost has the table for several instances)")
     return "\n".join(lines)
 
 

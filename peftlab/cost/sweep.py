@@ -3,7 +3,7 @@ the steps and seconds per step of a job are known, and the refusal of a sweep wh
 
 from dataclasses import dataclass
 
-from peftlab.cost import PriceTable
+from peftlab.cost import ESTIMATE_HINT, PriceTable
 from peftlab.errors import ConfigError
 
 
@@ -19,8 +19,7 @@ class JobCost:
     seconds_per_step: float | None = None
 
     def hourly(self, table: PriceTable) -> float:
-        price = table.price(self.instance_type)
-        return (price.spot if self.spot else price.on_demand) * self.instance_count
+        return table.price(self.instance_type).rate(self.spot) * self.instance_count
 
     def most(self, table: PriceTable) -> float:
         return self.max_run / 3600 * self.hourly(table)
@@ -54,10 +53,7 @@ def sweep_cost_lines(table: PriceTable, jobs: list[JobCost], planned_jobs: int |
             f"unknown for {len(jobs) - len(known)}"
         )
     else:
-        lines.append(
-            "expected: give sagemaker.estimate.steps=N (or trainer.max_steps) and "
-            "sagemaker.estimate.seconds_per_step=S (measured: python -m peftlab.cost run=<a finished run>)"
-        )
+        lines.append(f"expected: {ESTIMATE_HINT} (measured: python -m peftlab.cost run=<a finished run>)")
     return lines
 
 
