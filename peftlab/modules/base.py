@@ -33,8 +33,11 @@ class PeftModule(pl.LightningModule):
     def forward(self, **batch):
         return self.model(**self.model_batch(batch))
 
+    def loss(self, batch: dict) -> torch.Tensor:
+        return self.model(**self.model_batch(batch)).loss
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.model(**self.model_batch(batch)).loss
+        loss = self.loss(batch)
         # sync_dist: the epoch's loss is the mean over all processes, not rank 0's shard alone.
         size = len(batch["labels"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)

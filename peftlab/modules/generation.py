@@ -7,6 +7,7 @@ import torch
 from peftlab.data.encoders import IGNORE_INDEX
 from peftlab.metrics import text_metrics
 from peftlab.modules.base import PeftModule
+from peftlab.modules.causal_loss import answer_only_loss
 
 
 @torch.no_grad()
@@ -46,6 +47,10 @@ class GenerationModule(PeftModule):
         self.val_metrics = text_metrics(list(metric_names), prefix="val/")
         self.predictions: list[dict] = []  # (prediction, reference) of the last validation, for eval reports
 
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Causal LMs: the LM head on the answer tokens alone (modules/causal_loss.py); seq2seq: the model's own."""
+        return answer_only_loss(self.model, batch) if self.causal else super().loss(batch)
+
     def generate_text(self, batch: dict) -> list[str]:
         return generate_answers(self.model, self.tokenizer, batch, self.generation, self.causal)
 
@@ -71,8 +76,7 @@ class GenerationModule(PeftModule):
         self.generated_rows = 0
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        out = self.model(**self.model_batch(batch))
-        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
+        self.log("val/loss", self.loss(batch), on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
         batch = self._rows_to_generate(batch)
         if batch is None:
             return
