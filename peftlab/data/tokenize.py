@@ -1,6 +1,5 @@
 """Tokenisation through `datasets.map`, cached under a fingerprint of (rows, tokenizer, encoder and its settings)."""
 
-import json
 import logging
 from pathlib import Path
 
@@ -12,24 +11,10 @@ from peftlab.data.encoders import Encoder
 log = logging.getLogger(__name__)
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
-    """Stable across processes (unlike hashing the object): class, vocabulary and normalisation rules."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        state = repr(sorted(tokenizer.get_vocab().items()))
-    else:
-        # Calling the tokenizer records its last truncation/padding in this state: leave those out, or the
-        # fingerprint would depend on whether an earlier split was tokenised or read from the cache.
-        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
-    return Hasher.hash([type(tokenizer).__name__, state, tokenizer.model_max_length])
-
-
 def tokenize_split(ds: datasets.Dataset, encoder: Encoder) -> tuple[datasets.Dataset, bool]:
     """Return (tokenised split, whether it came from the cache). Cache file sits next to the split's Arrow file."""
     settings = encoder.settings
-    fingerprint = Hasher.hash(
-        [ds._fingerprint, tokenizer_fingerprint(encoder.tokenizer), *encoder.fingerprint_parts(), "tokenize-v3"]
-    )
+    fingerprint = Hasher.hash([ds._fingerprint, encoder.tokenizer_hash, *encoder.fingerprint_parts(), "tokenize-v3"])
     cache_file = None
     if ds.cache_files:
         cache_file = str(Path(ds.cache_files[0]["filename"]).parent / f"peftlab-tokenized-{fingerprint}.arrow")
