@@ -16,6 +16,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from peftlab.config import RunSettings, validate
 from peftlab.errors import ConfigError
+from peftlab.models.fast_dropout import use_fast_dropout
 from peftlab.models.methods import apply_method, base_memory_footprint
 from peftlab.modules import PeftModule, build_module
 from peftlab.run.distributed import effective_batch
@@ -61,6 +62,8 @@ def fit(cfg: DictConfig, settings: RunSettings | None = None) -> RunResult:
     job = prepare_job(settings, trainer.strategy.root_device)  # seed, tokenizer, checked data, base model
     base_memory = base_memory_footprint(job.base, getattr(torch, settings.model.dtype).itemsize)
     model = apply_method(job.base, settings.peft, job.head, settings.shape)
+    if settings.hardware.fast_dropout:
+        use_fast_dropout(model)
     optimizer = instantiate(cfg.optim.optimizer)  # partial: the module passes its trainable parameters
     module = build_module(settings, model, job.tokenizer, optimizer, settings.optim.warmup_ratio)
     batch = effective_batch(settings.dataset.batch_size, trainer)
