@@ -44,7 +44,8 @@ class GenerationModule(PeftModule):
         self.max_generate_rows = max_generate_rows  # over all processes; None: every validation row
         self.generated_rows = 0  # by this process, in the current validation
         self.val_metrics = text_metrics(list(metric_names), prefix="val/")
-        self.predictions: list[dict] = []  # (prediction, reference) of the last validation, for eval reports
+        self.test_metrics = text_metrics(list(metric_names), prefix="test/")
+        self.predictions: list[dict] = []  # (prediction, reference) of the last validation or test, for eval reports
 
     def generate_text(self, batch: dict) -> list[str]:
         return generate_answers(self.model, self.tokenizer, batch, self.generation, self.causal)
@@ -70,15 +71,25 @@ class GenerationModule(PeftModule):
         self.predictions = []
         self.generated_rows = 0
 
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._score(batch, self.val_metrics, "val/")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        """The held-out split (trainer.test): the same scores as validation, under test/."""
+        self._score(batch, self.test_metrics, "test/")
+
+    def _score(self, batch: dict, metrics, prefix: str) -> None:
         out = self.model(**self.model_batch(batch))
-        self.log("val/loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
+        self.log(f"{prefix}loss", out.loss, on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
         batch = self._rows_to_generate(batch)
         if batch is None:
             return
         predictions = self.generate_text(batch)
         references = self.references(batch["labels"])
-        self.val_metrics.update(predictions, references)
+        metrics.update(predictions, references)
         # Synced over processes by torchmetrics when Lightning computes them at the epoch's end.
-        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
         self.predictions += [{"prediction": p, "reference": r} for p, r in zip(predictions, references, strict=True)]
