@@ -3,7 +3,10 @@ the held-out split, and report.html in headless Chromium."""
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -258,3 +261,14 @@ def test_report_html_in_headless_chromium_shows_the_verdict_and_every_plot(repor
         assert page.locator("#commands").count() == 1
         assert page.locator("#versions tr").count() >= 5
         browser.close()
+
+
+def test_command_line_refuses_in_one_line_and_records_itself(tmp_path):
+    """`python -m peftlab.compare`: the command is written into its folder before anything is checked or run."""
+    command = [sys.executable, "-m", "peftlab.compare", "seed=3", f"compare.out={tmp_path / 'out'}"]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: seed=3: the protocol sets seed in every job; set compare.tune.seed, compare.confirm.seeds"
+    )
+    assert "peftlab.compare seed=3" in (tmp_path / "out" / "command.txt").read_text()

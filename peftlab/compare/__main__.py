@@ -16,7 +16,10 @@ from peftlab.conf import CONFIG_PATH
 
 def compare(cfg: DictConfig) -> dict:
     """Record the command line in <out>/command.txt (the report quotes it), then run the protocol."""
-    command_line = list(HydraConfig.get().overrides.task)
+    hydra = HydraConfig.get()
+    command_line = list(hydra.overrides.task)
+    # The folder Hydra resolved hydra.run.dir=${compare.out} to: resolving ${now:...} again could give the next second.
+    cfg.compare.out = hydra.runtime.output_dir
     out = Path(cfg.compare.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(shlex.join(["python", "-m", "peftlab.compare", *sys.argv[1:]]) + "\n")

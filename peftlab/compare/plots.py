@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt
 
-from peftlab.compare.stages import AXES
+from peftlab.compare.stages import AXES, BUDGETS
 from peftlab.report.collect import RunRecord
 from peftlab.report.plots import curve_figure
 
@@ -55,7 +55,9 @@ def budget_figure(results: list[dict]):
                     err.append(iv.half_width)
             ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=4, label=method)
         ax.set_xscale("log")
-        ax.set(xlabel=f"budget (% of the largest run's {axis})", title=f"by {axis}")
+        ax.set_xticks([b * 100 for b in BUDGETS], [f"{b * 100:g} %" for b in BUDGETS])
+        ax.minorticks_off()
+        ax.set(xlabel=f"budget (of the largest run's {axis})", title=f"by {axis}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(results[0]["test_metric"])
     axes[0].legend(title="method", fontsize="small")
