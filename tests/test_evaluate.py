@@ -138,3 +138,17 @@ def test_evaluate_honours_trainer_overrides(tmp_path, write_jsonl):
     (one,) = evaluate(eval_config([*data, "+trainer.fast_dev_run=1"], tmp_path / "one"))
     lines = [len(Path(row["predictions"]).read_text().splitlines()) for row in (whole, one)]
     assert lines == [12, 4]
+
+
+def test_generation_scores_a_test_file_of_its_own_under_test_metrics(tmp_path, write_jsonl):
+    """A test.jsonl in data_dir is the test split (nothing held out of train); generation scores it as validation."""
+    rows = [{"question": f"Who wears number {i}?", "context": "table: players\ncolumns: name, number",
+             "answer": f"SELECT name FROM players WHERE number = {i}"} for i in range(12)]  # fmt: skip
+    folder = write_jsonl(rows)
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:5]))
+    data = ["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={folder}", "dataset.generation.max_new_tokens=2",
+            "split=test", "dataset.test_split=test"]  # fmt: skip
+    (row,) = evaluate(eval_config(data, tmp_path))
+    assert row["rows"] == 5 and {"test/exact_match", "test/rougeL", "test/loss"} <= set(row)
+    assert row["test_rows_from"] == "the dataset's test split 'test' (5 rows)"
+    assert len(Path(row["predictions"]).read_text().splitlines()) == 5
