@@ -36,7 +36,8 @@ def test_compare_run_and_base_writes_markdown_and_csv(trained_run, tmp_path):
     table = list(csv.DictReader((tmp_path / "compare.csv").open()))
     assert [float(r["val/accuracy"]) for r in table] == pytest.approx([r["val/accuracy"] for r in rows])
     markdown = (tmp_path / "compare.md").read_text().splitlines()
-    assert markdown[0].startswith("| model | method | adapter | dataset | rows | val/accuracy") and len(markdown) == 4
+    assert markdown[0].startswith("| model | method | adapter | dataset | split | rows | val/accuracy")
+    assert len(markdown) == 4
 
 
 def test_missing_adapter_and_training_with_none_are_named_errors(tmp_path):
@@ -44,6 +45,27 @@ def test_missing_adapter_and_training_with_none_are_named_errors(tmp_path):
         evaluate(eval_config([f"adapter={tmp_path}"], tmp_path))
     with pytest.raises(ConfigError, match="peft=none: trains nothing"):
         fit(compose_config(["peft=none"], output_dir=tmp_path))
+
+
+def test_split_test_scores_only_rows_the_run_never_trained_on(trained_run, tmp_path):
+    """The run held nothing out (dataset.test_split=null) and demo has no test file: held-out rows would be rows it
+    trained on, so split=test is refused before anything loads; a run that held rows out is scored on them."""
+    with pytest.raises(ConfigError, match=r"split=test: .* was trained on all of train .* has no test split"):
+        evaluate(eval_config([f"adapter={trained_run}", "split=test", "dataset.test_split=test", *DATA], tmp_path))
+    with pytest.raises(ConfigError, match=r"split=test: dataset.test_split=null"):
+        evaluate(eval_config(["split=test", *DATA], tmp_path))
+    held = tmp_path / "held"
+    overrides = [
+        *DATA,
+        "trainer.max_steps=2",
+        "dataset.batch_size=16",
+        "dataset.test_split=test",
+        "dataset.test_holdout=50",
+    ]
+    fit(compose_config(overrides, output_dir=held))
+    (row,) = evaluate(eval_config([f"adapter={held}", "split=test", *DATA], tmp_path / "eval"))
+    assert row["split"] == "test" and row["rows"] == 50 and 0 <= row["test/accuracy"] <= 1
+    assert row["test_rows_from"].startswith("50 train rows held out (50 rows, seed 0)")
 
 
 def test_evaluate_cli_prints_the_table(trained_run, tmp_path):
@@ -116,3 +138,17 @@ def test_evaluate_honours_trainer_overrides(tmp_path, write_jsonl):
     (one,) = evaluate(eval_config([*data, "+trainer.fast_dev_run=1"], tmp_path / "one"))
     lines = [len(Path(row["predictions"]).read_text().splitlines()) for row in (whole, one)]
     assert lines == [12, 4]
+
+
+def test_generation_scores_a_test_file_of_its_own_under_test_metrics(tmp_path, write_jsonl):
+    """A test.jsonl in data_dir is the test split (nothing held out of train); generation scores it as validation."""
+    rows = [{"question": f"Who wears number {i}?", "context": "table: players\ncolumns: name, number",
+             "answer": f"SELECT name FROM players WHERE number = {i}"} for i in range(12)]  # fmt: skip
+    folder = write_jsonl(rows)
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:5]))
+    data = ["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={folder}", "dataset.generation.max_new_tokens=2",
+            "split=test", "dataset.test_split=test"]  # fmt: skip
+    (row,) = evaluate(eval_config(data, tmp_path))
+    assert row["rows"] == 5 and {"test/exact_match", "test/rougeL", "test/loss"} <= set(row)
+    assert row["test_rows_from"] == "the dataset's test split 'test' (5 rows)"
+    assert len(Path(row["predictions"]).read_text().splitlines()) == 5

@@ -92,6 +92,15 @@ def _check_module_app(module: str, args: list[str]) -> None:
     importlib.import_module(f"{module}.__main__").arguments(cfg)
 
 
+def _check_compare(args: list[str]) -> None:
+    """Composed as its command line composes it; the plan made, which validates every method's jobs (nothing runs)."""
+    from peftlab.compare.plan import make_plan
+
+    overrides = [a.replace(PLACEHOLDER, "x") for a in args if not a.startswith("-")]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        make_plan(compose("compare", overrides=overrides), overrides, REPO, check_files=False)
+
+
 def _check_module(module: str, args: list[str]) -> None:
     if module in MODULE_APPS:
         _check_module_app(module, args)
@@ -99,6 +108,8 @@ def _check_module(module: str, args: list[str]) -> None:
         from peftlab.serve.__main__ import parse_args
 
         parse_args(args)
+    elif module == "peftlab.compare":
+        _check_compare(args)
     elif module in ("peftlab.report", "peftlab.cloud.container"):  # one folder argument / none: the module exists
         assert importlib.util.find_spec(module) is not None
     else:

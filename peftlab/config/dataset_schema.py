@@ -39,6 +39,12 @@ class DatasetSettings:
     generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 32, "num_beams": 1})
     train_split: str = "train"
     validation_split: str = "validation"
+    # The held-out split only the test stage reads (evaluate.py split=test, peftlab.compare): a `<test_split>.*` file
+    # in data_dir or the hub's split of that name. null: no test split (train is the whole train split). Where the
+    # source has none (no such file; a hub split already used as validation), `test_holdout` of train is held out
+    # instead (seeded, the same rows for every run) and removed from train, so train and test never overlap.
+    test_split: str | None = None
+    test_holdout: float = 0.1  # < 1: a fraction of the train rows; >= 1: a number of rows
     # Where the hub names a split differently from the local files (ag_news: validation -> test).
     hub_split_names: dict[str, str] = field(default_factory=dict)
     max_length: int = 128
@@ -71,6 +77,15 @@ class DatasetSettings:
             check(bool(self.target_column), "target_column", self.target_column, "the column holding the answer")
         for key in ("max_length", "max_target_length", "batch_size", "eval_batch_size"):
             check_positive(key, getattr(self, key))
+        holdout = self.test_holdout
+        fraction_or_rows = 0 < holdout < 1 or (holdout >= 1 and float(holdout).is_integer())
+        check(fraction_or_rows, "test_holdout", holdout, "a fraction in (0, 1) or a whole number of rows >= 1")
+        check(
+            self.test_split not in (self.train_split, self.validation_split),
+            "test_split",
+            self.test_split,
+            "must differ from train_split and validation_split (a test split plays no part in choosing anything)",
+        )
         for key in ("max_train_rows", "max_eval_rows", "max_eval_generate_rows"):
             check_positive(key, getattr(self, key), allow_none=True)
         check(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")

@@ -21,18 +21,25 @@ from peftlab.errors import ConfigError
 @dataclass
 class MethodSettings:
     """What every method has: its name (the peft= option: metrics.json's `method`, the report's row), its
-    recommended learning rate (optim.lr follows it) and its capabilities."""
+    recommended learning rate (optim.lr follows it), the range a learning-rate search spans and its capabilities."""
 
     method: str = ""
     lr: float = 5e-4
+    # [low, high]: the learning rates `python -m peftlab.compare` tries for this method (a log grid). Per method,
+    # because the right rate differs by orders of magnitude between methods (full 3e-5, prompt tuning 3e-2).
+    lr_range: list[float] = field(default_factory=list)
     capabilities: Capabilities = field(default_factory=Capabilities)
 
     def __post_init__(self) -> None:
         check_positive("lr", self.lr)
+        if self.lr_range:
+            ok = len(self.lr_range) == 2 and 0 < self.lr_range[0] < self.lr_range[1]
+            check(ok, "lr_range", self.lr_range, "[low, high] with 0 < low < high, or [] (no search declared)")
 
     def values(self) -> dict[str, Any]:
         """The settings as the YAML spells them (`peft.<key>`), capabilities aside: what a model card lists."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "capabilities"}
+        skip = ("capabilities", "lr_range")
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
 
 # -- peftlab's own methods ---------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""LightningDataModule for every task shape: load -> check -> encode (cached) -> dynamic-padding loaders."""
+"""LightningDataModule for every task shape: load -> check -> encode (cached) -> dynamic-padding loaders.
+
+The test split (dataset.test_split) is built only in setup("test"): fitting and validating never read its rows.
+"""
 
 import logging
 
@@ -12,10 +15,12 @@ from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.checks import check_split
 from peftlab.data.collators import COLLATORS
 from peftlab.data.encoders import ENCODERS
+from peftlab.data.heldout import held_out_source, load_test, without_holdout
 from peftlab.data.resumable import EpochSeeded, ShardedEpochSeeded, epoch_seeded_random
 from peftlab.data.sampling import ShuffledBucketSampler
-from peftlab.data.sources import load_split
+from peftlab.data.sources import RawSplit, load_split
 from peftlab.data.tokenize import tokenize_split
+from peftlab.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,8 @@ class TextDataModule(pl.LightningDataModule):
         self.collator = COLLATORS[shape](tokenizer)
         self.train_dataset = None
         self.val_dataset = None
+        self.test_dataset = None  # built by setup("test") only
+        self.test_source = held_out_source(settings)  # None: no test split; else its split or rows held out of train
         self.cache_hits: dict[str, bool] = {}
         self._train_sampler: EpochSeeded | ShardedEpochSeeded | None = None
         self._resume_state: dict | None = None
@@ -50,6 +57,8 @@ class TextDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self._build()
+        if stage == "test":
+            self._build_test()
 
     def _build(self) -> None:
         if self.train_dataset is not None:
@@ -57,15 +66,30 @@ class TextDataModule(pl.LightningDataModule):
         s = self.settings
         if s.generator is not None:
             instantiate(s.generator, out_dir=s.data_dir)
-        self.train_dataset = self._split(s.train_split, s.max_train_rows)
-        self.val_dataset = self._split(s.validation_split, s.max_eval_rows)
+        train = load_split(s, s.train_split)  # datasets' cache: HF_DATASETS_CACHE
+        check_split(train, s)  # the whole file, so a bad row is named by its line
+        self.train_dataset = self._encode("train", without_holdout(train, self.test_source), s.max_train_rows)
+        validation = load_split(s, s.validation_split)
+        check_split(validation, s)
+        self.val_dataset = self._encode("validation", validation, s.max_eval_rows)
 
-    def _split(self, split: str, max_rows: int | None):
-        raw = load_split(self.settings, split)  # datasets' cache: HF_DATASETS_CACHE
+    def _build_test(self) -> None:
+        if self.test_dataset is not None:
+            return
+        if self.test_source is None:
+            raise DataError(
+                f"dataset.test_split=null: dataset {self.settings.name} has no test split; set dataset.test_split=test "
+                "(a test file in data_dir, else rows held out of train)"
+            )
+        raw = load_test(self.settings, self.test_source)
         check_split(raw, self.settings)
-        tokenized, self.cache_hits[split] = tokenize_split(raw.dataset, self.encoder)
+        self.test_dataset = self._encode("test", raw, None)
+
+    def _encode(self, role: str, raw: RawSplit, max_rows: int | None):
+        tokenized, self.cache_hits[role] = tokenize_split(raw.dataset, self.encoder)
         if max_rows is not None and max_rows < len(tokenized):
             tokenized = tokenized.shuffle(seed=SUBSET_SEED).select(range(max_rows))
+        log.info("%s rows: %d from %s", role, len(tokenized), raw.origin)
         return tokenized
 
     def train_dataloader(self) -> DataLoader:
@@ -125,6 +149,9 @@ class TextDataModule(pl.LightningDataModule):
                 self.val_dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
         return self._loader(self.val_dataset, self.settings.eval_batch_size, shuffle=False, sampler=sampler)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, self.settings.eval_batch_size, shuffle=False)
 
     def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> DataLoader:
         workers = self.settings.num_workers

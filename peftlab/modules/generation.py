@@ -45,7 +45,8 @@ class GenerationModule(PeftModule):
         self.max_generate_rows = max_generate_rows  # over all processes; None: every validation row
         self.generated_rows = 0  # by this process, in the current validation
         self.val_metrics = text_metrics(list(metric_names), prefix="val/")
-        self.predictions: list[dict] = []  # (prediction, reference) of the last validation, for eval reports
+        self.test_metrics = text_metrics(list(metric_names), prefix="test/")
+        self.predictions: list[dict] = []  # (prediction, reference) of the last validation or test, for eval reports
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Causal LMs: the LM head on the answer tokens alone (modules/causal_loss.py); seq2seq: the model's own."""
@@ -75,14 +76,24 @@ class GenerationModule(PeftModule):
         self.predictions = []
         self.generated_rows = 0
 
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("val/loss", self.loss(batch), on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
+        self._score(batch, self.val_metrics, "val/")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        """The held-out split (trainer.test): the same scores as validation, under test/."""
+        self._score(batch, self.test_metrics, "test/")
+
+    def _score(self, batch: dict, metrics, prefix: str) -> None:
+        self.log(f"{prefix}loss", self.loss(batch), on_epoch=True, batch_size=len(batch["labels"]), sync_dist=True)
         batch = self._rows_to_generate(batch)
         if batch is None:
             return
         predictions = self.generate_text(batch)
         references = self.references(batch["labels"])
-        self.val_metrics.update(predictions, references)
+        metrics.update(predictions, references)
         # Synced over processes by torchmetrics when Lightning computes them at the epoch's end.
-        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
         self.predictions += [{"prediction": p, "reference": r} for p, r in zip(predictions, references, strict=True)]

@@ -77,7 +77,7 @@ def run_as_process_group() -> float | None:
     out = Path(hydra.runtime.output_dir)
     task = list(hydra.overrides.task)
     # output_subdir=null: the sweep has already written this job's .hydra/ record (mode, job number); keep it.
-    command = [*_script_command(), *task, f"hydra.run.dir={_quoted(str(out))}", "hydra.output_subdir=null"]
+    command = [*_script_command(), *task, f"hydra.run.dir={quoted_value(str(out))}", "hydra.output_subdir=null"]
     log.info("sweep job %s on several processes, as its own process group: %s", hydra.job.num, " ".join(task))
     proc = subprocess.run(command, cwd=hydra.runtime.cwd, env=dict(os.environ), check=False)
     if proc.returncode != 0:
@@ -98,6 +98,6 @@ def _script_command() -> list[str]:
     return [sys.executable, os.path.abspath(sys.argv[0])]
 
 
-def _quoted(value: str) -> str:
+def quoted_value(value: str) -> str:
     """A value in Hydra's override grammar (quoted: a path may hold spaces, commas or '=')."""
     return "'" + value.replace("'", "\\'") + "'"

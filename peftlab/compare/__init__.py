@@ -1,0 +1,53 @@
+"""A fair method comparison: every method at its own tuned learning rate, with seeds, judged on a held-out test split.
+
+    python -m peftlab.compare model=minilm dataset=emotion dataset.data_dir=<folder> \
+        'compare.methods=[lora,dora,ia3,prefix,adapters,full,head_only]'
+
+1. tune: per method, the same number of learning rates (a log grid over its YAML's `lr_range`) on one fixed subset
+   and step budget (compare.tune); the best validation metric picks the rate (<out>/chosen_lr.json).
+2. confirm: that rate with compare.confirm.seeds (>= 3) at the full budget, validating every N steps.
+3. test: at each budget (10/25/50/100 % of the largest run's FLOPs and seconds) every confirmed run's best
+   validation checkpoint within it is scored on the held-out test split, read here for the first time.
+Then the report (<out>/summary.md, report.html): the best method per budget on test with 95 % t intervals over
+seeds, or "no clear winner".
+
+Why a command of its own and not `train.py -m experiment=...`: a Hydra sweep fixes its jobs before the first one
+runs, and confirm's learning rates come out of tune's results (the Optuna sweeper too ends with its best trial; it
+cannot start the next stage). So this module chains three stages of ordinary `train.py -m` sweeps (any launcher).
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from peftlab.compare.plan import Plan, make_plan
+from peftlab.compare.report import write_compare_report
+from peftlab.compare.stages import confirm, score_on_test, tune
+
+log = logging.getLogger(__name__)
+
+
+def run_protocol(cfg: DictConfig, command_line: list[str], cwd: Path | None = None) -> dict:
+    """tune -> confirm -> test -> report into cfg.compare.out; returns the report's results (write_compare_report)."""
+    plan = make_plan(cfg, command_line, Path(cwd or Path.cwd()))
+    plan.out.mkdir(parents=True, exist_ok=True)
+    chosen = {method: tune(plan, method) for method in plan.methods}
+    write_chosen(plan, chosen)
+    runs = [run for method in plan.methods for run in confirm(plan, method, chosen[method]["tuned_lr"])]
+    score_on_test(plan, runs)
+    result = write_compare_report(plan.out)
+    log.info("comparison report: %s, %s", plan.out / "summary.md", plan.out / "report.html")
+    return result
+
+
+def write_chosen(plan: Plan, chosen: dict) -> None:
+    """chosen_lr.json (every trial) and chosen_lr.csv (method, default, tuned): what confirm runs with."""
+    (plan.out / "chosen_lr.json").write_text(json.dumps(chosen, indent=2))
+    lines = ["method,default_lr,tuned_lr,best_val_in_tuning"]
+    lines += [f"{m},{c['default_lr']},{c['tuned_lr']},{c['tuned_best']}" for m, c in chosen.items()]
+    (plan.out / "chosen_lr.csv").write_text("\n".join(lines) + "\n")
+
+
+__all__ = ["run_protocol", "write_compare_report"]

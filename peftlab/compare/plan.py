@@ -1,0 +1,126 @@
+"""What a comparison runs, from conf/compare.yaml and the command line: methods, budgets, seeds, forwarded overrides.
+
+Every method is composed and validated as its jobs will be before any job starts: a bad override or a method the
+model refuses fails in seconds with one line, not after the first method's sweeps.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from peftlab.errors import ConfigError
+
+# Keys the protocol sets itself in every job -> where to set them instead: a command line that set them would be
+# overridden, so it is refused.
+PROTOCOL_KEYS = {
+    "peft": "compare.methods",
+    "peft.lr": "each method's peft.lr_range (tuned)",
+    "optim.optimizer.lr": "each method's peft.lr_range (tuned)",
+    "seed": "compare.tune.seed, compare.confirm.seeds",
+    "hydra.sweep.dir": "compare.out",
+    "hydra.run.dir": "compare.out",
+    "dataset.max_train_rows": "compare.tune.max_train_rows, compare.confirm.max_train_rows",
+    "trainer.max_steps": "compare.tune.max_steps, compare.confirm.max_steps",
+    "trainer.max_epochs": "compare.tune.max_steps, compare.confirm.max_steps",
+    "trainer.val_check_interval": "compare.tune.val_check_interval, compare.confirm.val_check_interval",
+    "trainer.check_val_every_n_epoch": "compare.tune.val_check_interval, compare.confirm.val_check_interval",
+}
+EPOCHS_UNBOUNDED = 10_000  # max_steps ends the stages' runs
+MIN_SEEDS = 3  # a 95 % t interval over 2 seeds is ±12.7 std/√2: too wide to separate anything
+
+
+@dataclass
+class Plan:
+    """compare.* of conf/compare.yaml, and the overrides every training job gets."""
+
+    methods: list[str]
+    out: Path
+    forwarded: list[str]  # the command line's training overrides (model=, dataset=, ...) plus the test split's keys
+    trials: int
+    tune_seed: int
+    tune_overrides: list[str]
+    seeds: list[int]
+    confirm_overrides: list[str]
+    train_script: Path
+    lr_ranges: dict[str, list[float]] = field(default_factory=dict)
+    default_lrs: dict[str, float] = field(default_factory=dict)
+
+
+def forwarded_overrides(command_line: list[str], cfg: DictConfig) -> list[str]:
+    """The command line's overrides that reach every training job (compare.* stay here), and the held-out split."""
+    kept = []
+    for override in command_line:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.startswith("compare."):
+            continue
+        if key in PROTOCOL_KEYS:
+            raise ConfigError(f"{override}: the protocol sets {key} in every job; set {PROTOCOL_KEYS[key]}")
+        kept.append(override)
+    if cfg.dataset.test_split is None:
+        raise ConfigError("dataset.test_split=null: the comparison is decided on a held-out test split; set one")
+    return [*kept, f"dataset.test_split={cfg.dataset.test_split}", f"dataset.test_holdout={cfg.dataset.test_holdout}"]
+
+
+def budget_overrides(stage: DictConfig) -> list[str]:
+    """A stage's budget as training overrides: steps, not epochs, decide the length; validation every N steps."""
+    if stage.val_check_interval < 1 or stage.max_steps % stage.val_check_interval:
+        raise ConfigError(
+            f"val_check_interval={stage.val_check_interval}: steps between validations, dividing max_steps="
+            f"{stage.max_steps} (the last step is then validated too)"
+        )
+    rows = "null" if stage.max_train_rows is None else stage.max_train_rows
+    return [
+        f"dataset.max_train_rows={rows}",
+        f"trainer.max_steps={stage.max_steps}",
+        f"trainer.max_epochs={EPOCHS_UNBOUNDED}",
+        f"trainer.val_check_interval={stage.val_check_interval}",
+        "trainer.check_val_every_n_epoch=null",  # count val_check_interval across epochs
+    ]
+
+
+def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: bool = True) -> Plan:
+    """The plan, every method's jobs composed and validated first (check_files=False: data folders not looked at)."""
+    c = cfg.compare
+    methods = list(c.methods)
+    if not methods or len(set(methods)) != len(methods):
+        raise ConfigError(f"compare.methods={methods}: a list of distinct peft options, e.g. [lora,ia3,full]")
+    if len(c.confirm.seeds) < MIN_SEEDS or len(set(c.confirm.seeds)) != len(c.confirm.seeds):
+        raise ConfigError(f"compare.confirm.seeds={list(c.confirm.seeds)}: at least {MIN_SEEDS} distinct seeds")
+    if c.tune.trials < 2:
+        raise ConfigError(f"compare.tune.trials={c.tune.trials}: at least 2 learning rates per method")
+    script = (cwd / c.train_script).resolve()
+    if not script.is_file():
+        raise ConfigError(f"compare.train_script={c.train_script}: not found from {cwd}; run from the repository root")
+    plan = Plan(
+        methods=methods,
+        out=(cwd / c.out).resolve(),
+        forwarded=forwarded_overrides(command_line, cfg),
+        trials=c.tune.trials,
+        tune_seed=c.tune.seed,
+        tune_overrides=budget_overrides(c.tune),
+        seeds=list(c.confirm.seeds),
+        confirm_overrides=budget_overrides(c.confirm),
+        train_script=script,
+    )
+    for method in methods:
+        peft = check_method(plan, method, check_files)
+        if not peft.lr_range:
+            raise ConfigError(f"peft.lr_range: not set for peft={method}; declare [low, high] in its YAML")
+        plan.lr_ranges[method], plan.default_lrs[method] = list(peft.lr_range), peft.lr
+    return plan
+
+
+def check_method(plan: Plan, method: str, check_files: bool = True):
+    """Compose and validate the method's training config as its jobs will (the stages' overrides included)."""
+    from hydra import compose
+
+    from peftlab.config import validate
+
+    training = [o for o in plan.forwarded if not o.lstrip("+~").startswith("hydra")]  # launchers: the sweeps' own
+    for stage in (plan.tune_overrides, plan.confirm_overrides):
+        cfg = compose("config", overrides=[*training, *stage, f"peft={method}"])
+        OmegaConf.set_struct(cfg, False)
+        cfg.paths.output_dir = str(plan.out)  # ${hydra:runtime...} is not set when composing
+        settings = validate(cfg, check_files=check_files)
+    return settings.peft

@@ -1,0 +1,77 @@
+"""The comparison's plots: tuning trials by learning rate, test score by budget, validation curves of the seeds."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt
+
+from peftlab.compare.stages import AXES, BUDGETS
+from peftlab.report.collect import RunRecord
+from peftlab.report.plots import curve_figure
+
+TITLES = {
+    "tune_lr": "tuning: best validation metric by learning rate",
+    "test_vs_budget": "test score by budget (mean, 95 % interval over seeds)",
+    "val_vs_flops": "confirm runs: validation metric vs training FLOPs",
+    "val_vs_seconds": "confirm runs: validation metric vs training seconds",
+}
+
+
+def tune_figure(chosen: dict):
+    """One line per method over its grid; the chosen rate is a filled marker, the YAML default a dotted line."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, c in chosen.items():
+        trials = [t for t in c["trials"] if t["best"] is not None]
+        (line,) = ax.plot([t["lr"] for t in trials], [t["best"] for t in trials], marker="o", label=method)
+        ax.plot([c["tuned_lr"]], [c["tuned_best"]], marker="*", markersize=14, color=line.get_color())
+        ax.axvline(c["default_lr"], color=line.get_color(), linestyle=":", alpha=0.6)
+    ax.set_xscale("log")
+    monitor = next(iter(chosen.values()))["monitor"]
+    ax.set(
+        xlabel="learning rate (log scale; dotted: the YAML default, star: chosen)",
+        ylabel=f"best {monitor}",
+        title=TITLES["tune_lr"],
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(title="method", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def budget_figure(results: list[dict]):
+    """Test mean with its 95 % interval per method, one panel per budget axis (FLOPs, seconds)."""
+    fig, axes = plt.subplots(1, len(AXES), figsize=(11, 4.5), sharey=True)
+    for ax, axis in zip(axes, AXES, strict=True):
+        mine = [r for r in results if r["axis"] == axis]
+        for offset, method in enumerate(mine[0]["intervals"]):
+            xs, ys, err = [], [], []
+            for r in mine:
+                iv = r["intervals"][method]
+                if iv.n >= 2:
+                    xs.append(r["budget"] * 100 * (1 + 0.03 * offset))  # a small shift keeps the bars apart
+                    ys.append(iv.mean)
+                    err.append(iv.half_width)
+            ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=4, label=method)
+        ax.set_xscale("log")
+        ax.set_xticks([b * 100 for b in BUDGETS], [f"{b * 100:g} %" for b in BUDGETS])
+        ax.minorticks_off()
+        ax.set(xlabel=f"budget (of the largest run's {axis})", title=f"by {axis}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(results[0]["test_metric"])
+    axes[0].legend(title="method", fontsize="small")
+    fig.suptitle(TITLES["test_vs_budget"])
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(out: Path, chosen: dict, runs: list[RunRecord], results: list[dict]) -> dict[str, Path]:
+    figures = {"tune_lr": tune_figure(chosen), "test_vs_budget": budget_figure(results)}
+    figures |= {f"val_vs_{axis}": curve_figure(runs, axis) for axis in AXES}
+    paths = {}
+    for name, fig in figures.items():
+        paths[name] = out / f"{name}.png"
+        fig.savefig(paths[name], dpi=110)
+        plt.close(fig)
+    return paths

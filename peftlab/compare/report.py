@@ -1,0 +1,229 @@
+"""The comparison's report from its folder alone: verdict per budget on test, tuned vs default learning rates,
+summary.md / summary.csv, the plots, and one self-contained report.html (compare/html.py)."""
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from peftlab.compare.stages import AXES, budget_picks
+from peftlab.compare.stats import CONFIDENCE, Interval, t_interval, verdict
+from peftlab.report.collect import RunRecord, collect_runs
+from peftlab.report.flops import FORMULA
+from peftlab.report.summary import higher_is_better
+
+AXIS_NAMES = {"flops": "training FLOPs", "seconds": "training seconds"}
+
+
+@dataclass
+class Table:
+    """A table both summary.md and report.html render; `html_id` names it in the page."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    html_id: str
+
+    def markdown(self) -> list[str]:
+        lines = [f"## {self.title}", "", "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        return lines + ["| " + " | ".join(row) + " |" for row in self.rows] + [""]
+
+
+def _cell(iv: Interval) -> str:
+    if iv.n == 0:
+        return "–"
+    if iv.n == 1:
+        return f"{iv.mean:.4f} (1 seed: no interval)"
+    return f"{iv.mean:.4f} ± {iv.std:.4f} [{iv.low:.4f}, {iv.high:.4f}] (n={iv.n})"
+
+
+def confirmed_runs(out: Path, methods: list[str]) -> list[RunRecord]:
+    runs = []
+    for method in methods:
+        runs += collect_runs(out / "confirm" / method)
+    for run in runs:
+        run.label = run.method  # one row per method: its seeds share the tuned learning rate
+    return runs
+
+
+def budget_results(runs: list[RunRecord], scores: list[dict]) -> list[dict]:
+    """Per axis and budget: each method's test interval over seeds at the checkpoint the budget picked."""
+    test_key = runs[0].monitor.replace("val/", "test/", 1)
+    by_point = {(r["run"], r["step"]): r[test_key] for r in scores}
+    limits = {"flops": max(r.train_flops for r in runs), "seconds": max(r.train_time_s for r in runs)}
+    methods = list(dict.fromkeys(r.method for r in runs))
+    results = []
+    for axis, by_budget in budget_picks(runs).items():
+        for budget, chosen in by_budget.items():
+            intervals, validation = {}, {}
+            for method in methods:
+                mine = [r for r in runs if r.method == method and str(r.folder) in chosen]
+                points = [(str(r.folder), chosen[str(r.folder)]) for r in mine]
+                intervals[method] = t_interval([by_point.get((f, p["step"]), math.nan) for f, p in points])
+                validation[method] = t_interval([p["value"] for _, p in points])
+            results.append(
+                {
+                    "axis": axis,
+                    "budget": budget,
+                    "limit": budget * limits[axis],
+                    "test_metric": test_key,
+                    "intervals": intervals,
+                    "validation": validation,
+                    "verdict": verdict(intervals, higher_is_better(test_key)),
+                }
+            )
+    return results
+
+
+def _budget_label(result: dict) -> str:
+    unit = f"{result['limit']:.3g} FLOPs" if result["axis"] == "flops" else f"{result['limit']:.1f} s"
+    return f"{int(result['budget'] * 100)} % of {AXIS_NAMES[result['axis']]} ({unit})"
+
+
+def tables(chosen: dict, results: list[dict]) -> list[Table]:
+    methods = list(chosen)
+    metric = results[0]["test_metric"]
+    verdict_rows = [[_budget_label(r), _verdict_cell(r)] for r in results]
+    out = [Table("Verdict on test", ["budget", f"best {metric} (95 % intervals over seeds)"], verdict_rows, "verdict")]
+    for axis in AXES:
+        mine = [r for r in results if r["axis"] == axis]
+        header = ["method", *(f"{int(r['budget'] * 100)} %" for r in mine)]
+        rows = [[m, *(_cell(r["intervals"][m]) for r in mine)] for m in methods]
+        title = f"{metric} by budget ({AXIS_NAMES[axis]}): mean ± std [95 % t interval]"
+        out.append(Table(title, header, rows, f"test-by-{axis}"))
+    lr_rows = []
+    for method, c in chosen.items():
+        ratio = c["tuned_lr"] / c["default_lr"]
+        trials = ", ".join(f"{t['lr']:.3g}: {t['best']:.4f}" for t in c["trials"] if t["best"] is not None)
+        searched = "[{:.3g}, {:.3g}]".format(*c["lr_range"]) + _edge(c)
+        lr_rows.append(
+            [
+                method,
+                f"{c['default_lr']:.3g}",
+                f"{c['tuned_lr']:.3g}",
+                f"× {ratio:.3g}",
+                searched,
+                f"{c['tuned_best']:.4f}",
+                trials,
+            ]
+        )
+    header = [
+        "method",
+        "default lr (YAML)",
+        "tuned lr",
+        "tuned / default",
+        "searched",
+        "best val (tuning)",
+        f"trials (lr: best {chosen[methods[0]]['monitor']})",
+    ]
+    out.append(Table("Learning rates: tuned vs the method's default", header, lr_rows, "learning-rates"))
+    return out
+
+
+def _verdict_cell(result: dict) -> str:
+    best = result["verdict"].best
+    text = result["verdict"].text()
+    return text if best is None else f"{text}: {_cell(result['intervals'][best])}"
+
+
+def _edge(chosen: dict) -> str:
+    """A tuned rate at an end of the grid may lie beyond it: say so, so the range can be widened."""
+    grid = [t["lr"] for t in chosen["trials"]]
+    if chosen["tuned_lr"] in (min(grid), max(grid)):
+        return " (chosen at an end: widen peft.lr_range?)"
+    return ""
+
+
+def write_compare_report(out: str | Path) -> dict:
+    """Read <out> (chosen_lr.json, confirm/, test/scores.json, commands) and write summary.md/.csv, the plots and
+    report.html into it; returns {"results", "tables", "plots", "html"}."""
+    from peftlab.compare.html import write_html
+    from peftlab.compare.plots import write_plots
+
+    out = Path(out)
+    chosen = json.loads((out / "chosen_lr.json").read_text())
+    runs = confirmed_runs(out, list(chosen))
+    scores = json.loads((out / "test" / "scores.json").read_text())
+    results = budget_results(runs, scores)
+    made = tables(chosen, results)
+    test_rows_from = scores[0].get("test_rows_from", "the dataset's test split") if scores else "–"
+    title = f"Method comparison: {runs[0].model} on {runs[0].dataset}"
+    notes = [
+        f"Test rows: {test_rows_from}. The test split was read once, after every choice was made.",
+        f"Each method's learning rate was tuned on validation ({len(next(iter(chosen.values()))['trials'])} trials "
+        f"on the tuning budget), then run with {len({r.seed for r in runs})} seeds at the full budget.",
+        "At each budget a run is scored at its best validation checkpoint within that budget; a method wins when "
+        f"its {CONFIDENCE * 100:g} % interval (Student t over seeds) is clear of every other method's.",
+        f"Compute: {FORMULA}.",
+    ]
+    plots = write_plots(out, chosen, runs, results)
+    commands = _commands(out, list(chosen))
+    lines = [f"# {title}", "", *(f"- {n}" for n in notes), ""]
+    for table in made:
+        lines += table.markdown()
+    lines += ["## Commands", "", "```bash", *commands, "```", ""]
+    (out / "summary.md").write_text("\n".join(lines))
+    _write_csv(out / "summary.csv", results)
+    html = write_html(out / "report.html", title, notes, made, plots, commands, _versions())
+    return {"results": results, "tables": made, "plots": plots, "html": html}
+
+
+def _write_csv(path: Path, results: list[dict]) -> None:
+    fields = [
+        "axis",
+        "budget",
+        "limit",
+        "method",
+        "seeds",
+        "test_mean",
+        "test_std",
+        "ci_low",
+        "ci_high",
+        "val_mean",
+        "verdict",
+    ]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(fields)
+        for r in results:
+            for method, iv in r["intervals"].items():
+                val = r["validation"][method]
+                writer.writerow(
+                    [
+                        r["axis"],
+                        r["budget"],
+                        f"{r['limit']:.6g}",
+                        method,
+                        iv.n,
+                        iv.mean,
+                        iv.std,
+                        iv.low,
+                        iv.high,
+                        val.mean,
+                        r["verdict"].text().replace("**", ""),
+                    ]
+                )
+
+
+def _commands(out: Path, methods: list[str]) -> list[str]:
+    """The comparison's command line, then each stage's sweep as it ran (train.py -m ...)."""
+    main = out / "command.txt"
+    lines = [main.read_text().strip()] if main.is_file() else []
+    for stage in ("tune", "confirm"):
+        files = [out / stage / m / "command.txt" for m in methods]
+        lines += [f"# {stage}: python " + p.read_text().strip() for p in files if p.is_file()]
+    return lines
+
+
+def _versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in ("peftlab", "torch", "pytorch-lightning", "transformers", "peft", "datasets", "hydra-core"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found

@@ -1,0 +1,173 @@
+"""The protocol's three stages: tune (a log grid of learning rates per method), confirm (the best one, several seeds)
+and test (every confirmed run's budget checkpoints on the held-out split).
+
+Tune and confirm are ordinary `train.py -m` sweeps, one per method and stage, so their folders are sweep folders
+(metrics.json per job, the sweep report) and any Hydra launcher runs their jobs. A stage whose folder already holds
+every job it plans (the same learning rates and seeds) is skipped: a rerun resumes where the last one stopped.
+"""
+
+import json
+import logging
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from peftlab.compare.plan import Plan
+from peftlab.errors import PeftlabError
+from peftlab.report.collect import RunRecord, collect_runs
+from peftlab.report.summary import higher_is_better
+from peftlab.run.distributed import quoted_value
+from peftlab.run.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+# Fractions of the largest confirmed run's training FLOPs and of its training seconds: the report's budgets.
+BUDGETS = (0.1, 0.25, 0.5, 1.0)
+AXES = ("flops", "seconds")
+
+
+def lr_grid(low: float, high: float, trials: int) -> list[float]:
+    """`trials` learning rates evenly spaced in log between low and high, rounded to 3 significant digits (the
+    values then read the same in overrides, folder records and the report)."""
+    return [float(f"{lr:.3g}") for lr in np.geomspace(low, high, trials)]
+
+
+def _recorded(folder: Path) -> list[tuple[float, int]]:
+    """(lr, seed) of each finished job in a sweep folder, from its config.yaml."""
+    pairs = []
+    for metrics in folder.glob("*/metrics.json"):
+        cfg = RunDir(metrics.parent).read_config()
+        pairs.append((float(cfg.peft.lr), int(cfg.seed)))
+    return pairs
+
+
+def finished(folder: Path, lrs: list[float], seeds: list[int]) -> bool:
+    planned = sorted((lr, seed) for lr in lrs for seed in seeds)
+    return folder.is_dir() and sorted(_recorded(folder)) == planned
+
+
+def run_sweep(plan: Plan, stage: str, method: str, lrs: list[float], seeds: list[int], extra: list[str]) -> Path:
+    """One `train.py -m` sweep of (lrs × seeds) for a method into <out>/<stage>/<method>, unless already done."""
+    folder = plan.out / stage / method
+    if finished(folder, lrs, seeds):
+        log.info("%s %s: done already (%s), skipped", stage, method, folder)
+        return folder
+    stale = sorted(set(_recorded(folder)) - {(lr, seed) for lr in lrs for seed in seeds}) if folder.is_dir() else []
+    if stale:  # a sweep writes jobs 0..n-1 over the old ones: the rest would stay and be read as this plan's
+        raise PeftlabError(f"{folder}: holds jobs of another plan (lr, seed) {stale}; move it away or set compare.out")
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        str(plan.train_script),
+        "-m",
+        *plan.forwarded,
+        *extra,
+        f"peft={method}",
+        "peft.lr=" + ",".join(map(str, lrs)),
+        "seed=" + ",".join(map(str, seeds)),
+        f"hydra.sweep.dir={quoted_value(str(folder))}",
+    ]
+    (folder / "command.txt").write_text(" ".join(command[1:]) + "\n")
+    log.info("%s %s: %d jobs (lr %s, seeds %s)", stage, method, len(lrs) * len(seeds), lrs, seeds)
+    with (plan.out / stage / f"{method}.log").open("w") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0 or not finished(folder, lrs, seeds):
+        raise PeftlabError(f"{stage} {method}: the sweep failed (exit {done.returncode}); its log: {out.name}")
+    return folder
+
+
+def tune(plan: Plan, method: str) -> dict:
+    """Every learning rate of the method's grid on the tuning budget; returns the trials and the chosen one."""
+    low, high = plan.lr_ranges[method]
+    grid = lr_grid(low, high, plan.trials)
+    folder = run_sweep(plan, "tune", method, grid, [plan.tune_seed], plan.tune_overrides)
+    return choose_lr(folder, plan.default_lrs[method], [low, high])
+
+
+def choose_lr(folder: Path, default_lr: float, lr_range: list[float]) -> dict:
+    """The trial with the best validation metric (its best over the run); ties go to the smaller learning rate."""
+    runs = collect_runs(folder)
+    monitor = runs[0].monitor
+    sign = 1 if higher_is_better(monitor) else -1
+    trials = sorted(
+        ({"lr": float(RunDir(r.folder).read_config().peft.lr), "best": r.best, "run": str(r.folder)} for r in runs),
+        key=lambda t: t["lr"],
+    )
+    scored = [t for t in trials if t["best"] is not None and not math.isnan(t["best"])]
+    if not scored:
+        raise PeftlabError(f"{folder}: no tuning trial validated; raise the tuning budget (compare.tune.overrides)")
+    best = max(scored, key=lambda t: sign * t["best"])  # max keeps the first of equals: the smallest lr
+    return {
+        "monitor": monitor,
+        "default_lr": default_lr,
+        "lr_range": lr_range,
+        "tuned_lr": best["lr"],
+        "tuned_best": best["best"],
+        "trials": trials,
+    }
+
+
+def confirm(plan: Plan, method: str, lr: float) -> list[RunRecord]:
+    """The chosen learning rate with every seed at the full budget; a checkpoint kept at every validation, so
+    the test stage can score what each budget would have picked."""
+    keep_all = ["callbacks.model_checkpoint.save_top_k=-1"]
+    folder = run_sweep(plan, "confirm", method, [lr], plan.seeds, [*plan.confirm_overrides, *keep_all])
+    return collect_runs(folder)
+
+
+def budget_picks(runs: list[RunRecord]) -> dict[str, dict[float, dict[str, dict]]]:
+    """{axis: {budget: {run folder: the validation point picked}}}: per run, its best validation within the budget
+    (what ModelCheckpoint would have kept had the run stopped there); runs that had not validated yet are absent."""
+    limits = {"flops": max(r.train_flops for r in runs), "seconds": max(r.train_time_s for r in runs)}
+    picks: dict[str, dict[float, dict[str, dict]]] = {}
+    for axis in AXES:
+        picks[axis] = {}
+        for budget in BUDGETS:
+            chosen = {}
+            for run in runs:
+                sign = 1 if higher_is_better(run.monitor) else -1
+                within = [p for p in run.curve if p[axis] <= budget * limits[axis] * (1 + 1e-9)]
+                if within:
+                    chosen[str(run.folder)] = max(within, key=lambda p, s=sign: s * p["value"])
+            picks[axis][budget] = chosen
+    return picks
+
+
+def checkpoint_at(run: Path, step: int) -> str:
+    found = sorted((run / "checkpoints").glob(f"*step{step:06d}.ckpt"))
+    if not found:
+        raise PeftlabError(f"{run}: no checkpoint of step {step} (confirm runs keep one per validation)")
+    return str(found[0])
+
+
+def score_on_test(plan: Plan, runs: list[RunRecord]) -> list[dict]:
+    """Score every checkpoint a budget picked on the test split: the first and only time it is read.
+
+    Rows are appended to <out>/test/scores.json run by run; a rerun scores only what is missing.
+    """
+    from omegaconf import OmegaConf
+
+    from peftlab.run.evaluation import score_each
+
+    path = plan.out / "test" / "scores.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    done = {(r["run"], r["step"]) for r in rows}
+    steps: dict[str, set[int]] = {}
+    for chosen in (c for axis in budget_picks(runs).values() for c in axis.values()):
+        for run, point in chosen.items():
+            steps.setdefault(run, set()).add(point["step"])
+    for run in runs:
+        todo = sorted(s for s in steps.get(str(run.folder), ()) if (str(run.folder), s) not in done)
+        if not todo:
+            continue
+        cfg = RunDir(run.folder).read_config()  # the run's own model, method, data and held-out rows
+        cfg = OmegaConf.merge(cfg, {"split": "test"})
+        scored = score_each(cfg, None, [checkpoint_at(run.folder, s) for s in todo])
+        for step, (row, _) in zip(todo, scored, strict=True):
+            rows.append({**row, "run": str(run.folder), "seed": run.seed, "step": step})
+        path.write_text(json.dumps(rows, indent=2))
+    return rows

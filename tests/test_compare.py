@@ -1,0 +1,274 @@
+"""peftlab.compare: the tune -> confirm -> test protocol on a tiny twin end to end, its statistics on known numbers,
+the held-out split, and report.html in headless Chromium."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import CONF, REPO, option_names
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import peftlab.compare.stages as stages
+import peftlab.data.datamodule as datamodule
+from peftlab.compare import run_protocol, write_compare_report
+from peftlab.compare.plan import forwarded_overrides
+from peftlab.compare.stats import NO_CLEAR_WINNER, t_interval, verdict
+from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.data.heldout import held_out_source, holdout_rows, load_test, without_holdout
+from peftlab.data.sources import load_split
+from peftlab.errors import ConfigError
+
+METHODS = ["lora", "ia3"]
+TINY = [  # a tiny twin, 64 train rows, 48 validation rows; tune 8 steps, confirm 12, validating every 4
+    "model=deberta_v3_tiny",
+    f"compare.methods=[{','.join(METHODS)}]",
+    "compare.tune.trials=3",
+    "compare.tune.max_train_rows=64",
+    "compare.tune.max_steps=8",
+    "compare.tune.val_check_interval=4",
+    "compare.confirm.max_train_rows=64",
+    "compare.confirm.max_steps=12",
+    "compare.confirm.val_check_interval=4",
+    "dataset.batch_size=16",
+    "dataset.max_eval_rows=48",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+]
+
+
+def compose_compare(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("compare", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def protocol(tmp_path_factory):
+    """The protocol run once, in this process (its sweeps are subprocesses), every stage and data load recorded."""
+    out = tmp_path_factory.mktemp("compare")
+    overrides = [*TINY, f"compare.out={out}"]
+    events = []
+    sweep, test_load = stages.run_sweep, datamodule.load_test
+
+    def recorded_sweep(plan, stage, method, *args):
+        events.append(("sweep", stage, method))
+        return sweep(plan, stage, method, *args)
+
+    def recorded_test_load(settings, source):
+        events.append(("test rows read", settings.name, source.split))
+        return test_load(settings, source)
+
+    with pytest.MonkeyPatch.context() as patch, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        patch.setattr(stages, "run_sweep", recorded_sweep)
+        patch.setattr(datamodule, "load_test", recorded_test_load)
+        cfg = compose("compare", overrides=overrides)
+        result = run_protocol(cfg, overrides, cwd=REPO)
+    return out, result, events, overrides
+
+
+def _trials(folder):
+    """(lr, best validation accuracy) of each job of a sweep folder, read from its own files."""
+    found = []
+    for metrics in folder.glob("*/metrics.json"):
+        report = json.loads(metrics.read_text())
+        lr = yaml.safe_load((metrics.parent / "config.yaml").read_text())["peft"]["lr"]
+        found.append((lr, report["best"]["val/accuracy"], report["seed"]))
+    return sorted(found)
+
+
+def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_trials(protocol):
+    out, result, _, _ = protocol
+    chosen = json.loads((out / "chosen_lr.json").read_text())
+    assert list(chosen) == METHODS
+    for method in METHODS:
+        trials = _trials(out / "tune" / method)
+        low, high = chosen[method]["lr_range"]
+        assert [lr for lr, _, _ in trials] == stages.lr_grid(low, high, 3) and trials[0][0] == low
+        best = max(value for _, value, _ in trials)
+        argmax = min(lr for lr, value, _ in trials if value == best)  # ties: the smaller learning rate
+        assert chosen[method]["tuned_lr"] == argmax and chosen[method]["tuned_best"] == best
+        confirmed = _trials(out / "confirm" / method)
+        assert {lr for lr, _, _ in confirmed} == {argmax} and sorted(s for _, _, s in confirmed) == [0, 1, 2]
+    scores = json.loads((out / "test" / "scores.json").read_text())
+    assert {(r["method"], r["seed"]) for r in scores} == {(m, s) for m in METHODS for s in (0, 1, 2)}
+    assert all("held out" in r["test_rows_from"] and r["split"] == "test" for r in scores)
+    for name in ("summary.md", "summary.csv", "report.html", "chosen_lr.csv"):
+        assert (out / name).is_file(), name
+    assert [r["verdict"].best for r in result["results"] if r["budget"] == 1.0] != [None, None]
+
+
+def test_test_rows_are_read_only_after_every_sweep_and_never_by_a_training_job(protocol):
+    out, _, events, _ = protocol
+    first_read = next(i for i, e in enumerate(events) if e[0] == "test rows read")
+    assert [e[:2] for e in events[:first_read]] == [("sweep", "tune")] * 2 + [("sweep", "confirm")] * 2
+    assert all(e[0] == "test rows read" for e in events[first_read:]) and len(events) > first_read
+    logs = list(out.glob("tune/*/*/train.log")) + list(out.glob("confirm/*/*/train.log"))
+    assert len(logs) == 2 * 3 + 2 * 3
+    for log in logs:
+        text = log.read_text()
+        assert "train rows: 64 " in text and "validation rows: 48 " in text and "test rows" not in text, log
+
+
+def test_a_rerun_skips_finished_stages(protocol, monkeypatch):
+    out, _, _, overrides = protocol
+
+    def no_job(*args, **kwargs):
+        raise AssertionError(f"a finished stage ran again: {args}")
+
+    monkeypatch.setattr(stages.subprocess, "run", no_job)
+    monkeypatch.setattr("peftlab.run.evaluation.score_each", no_job)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        result = run_protocol(compose("compare", overrides=overrides), overrides, cwd=REPO)
+    assert result["html"] == out / "report.html"
+
+
+def test_held_out_rows_are_seeded_disjoint_from_train_and_said_so(tmp_path, write_jsonl):
+    folder = write_jsonl([{"sentence": f"row {i}", "label": i % 2} for i in range(50)])
+    settings = DatasetSettings(name="t", data_dir=str(folder), labels=["a", "b"], test_split="test", test_holdout=0.2)
+    source = held_out_source(settings)
+    assert source.split is None and "held out" in source.describe(10) and "no test split" in source.describe(10)
+    train = without_holdout(load_split(settings, "train"), source).dataset["sentence"]
+    test = load_test(settings, source).dataset["sentence"]
+    assert len(test) == 10 and len(train) == 40 and not set(train) & set(test)
+    assert list(holdout_rows(50, 0.2)) == list(holdout_rows(50, 0.2))  # the same rows for every run
+    (folder / "test.jsonl").write_text(json.dumps({"sentence": "own test row", "label": 0}) + "\n")
+    assert held_out_source(settings).split == "test"  # a test file of its own: nothing held out of train
+    assert len(without_holdout(load_split(settings, "train"), held_out_source(settings)).dataset) == 50
+    hub = DatasetSettings(name="ag", hub_id="x/ag", labels=["a", "b"], hub_split_names={"validation": "test"},
+                          test_split="test")  # fmt: skip
+    assert held_out_source(hub).split is None  # the hub's test split is this dataset's validation: held out instead
+
+
+def test_t_interval_on_known_numbers():
+    iv = t_interval([1.0, 2.0, 3.0])
+    t_975_2 = 4.302652729911275  # Student t quantile, 2 degrees of freedom (tables)
+    assert (iv.n, iv.mean, iv.std) == (3, 2.0, 1.0)
+    assert iv.low == pytest.approx(2 - t_975_2 / math.sqrt(3)) and iv.high == pytest.approx(2 + t_975_2 / math.sqrt(3))
+    five = t_interval([0.80, 0.82, 0.84, 0.86, 0.88])  # std 0.0316, t(0.975, 4) = 2.776445
+    assert five.half_width == pytest.approx(2.776445105 * math.sqrt(0.001) / math.sqrt(5))
+    assert t_interval([0.5]).low == -math.inf and t_interval([]).n == 0
+
+
+def test_verdict_names_a_winner_only_when_its_interval_is_clear():
+    clear = verdict({"a": t_interval([0.90, 0.91, 0.92]), "b": t_interval([0.70, 0.71, 0.72])})
+    assert (clear.best, clear.clear, clear.text()) == ("a", True, "**a**")
+    close = verdict({"a": t_interval([0.80, 0.82, 0.84]), "b": t_interval([0.80, 0.83, 0.86])})
+    assert close.best == "b" and not close.clear and close.text().startswith(NO_CLEAR_WINNER)
+    loss = verdict({"a": t_interval([0.30, 0.31, 0.32]), "b": t_interval([0.50, 0.51, 0.52])}, higher_is_better=False)
+    assert loss.best == "a" and loss.clear
+    assert verdict({"a": t_interval([])}).best is None
+
+
+def test_every_method_yaml_declares_a_search_range_around_its_default():
+    for name in option_names("peft"):
+        if name == "none":
+            continue
+        cfg = compose_compare([f"peft={name}"])
+        low, high = cfg.peft.lr_range
+        assert low < cfg.peft.lr < high, name
+        assert len(stages.lr_grid(low, high, 5)) == 5
+
+
+def test_keys_the_protocol_sets_are_refused_in_one_line():
+    cfg = compose_compare([])
+    with pytest.raises(ConfigError, match=r"^seed=3: the protocol sets seed in every job; set compare.tune.seed"):
+        forwarded_overrides(["model=minilm", "seed=3"], cfg)
+    assert forwarded_overrides(["model=minilm", "compare.tune.trials=2"], cfg) == [
+        "model=minilm",
+        "dataset.test_split=test",
+        "dataset.test_holdout=0.1",
+    ]
+
+
+# -- the report on known numbers, and its page in Chromium ------------------------------------------------------
+
+TEST_SCORES = {  # method -> test accuracy of seeds 0..2 at each of the 4 validations (steps 4, 8, 12, 16)
+    "lora": [[0.60, 0.70, 0.80, 0.91], [0.65, 0.72, 0.82, 0.92], [0.70, 0.71, 0.84, 0.93]],
+    "ia3": [[0.62, 0.69, 0.75, 0.70], [0.66, 0.73, 0.76, 0.71], [0.69, 0.70, 0.74, 0.72]],
+}
+
+
+def _fake_comparison(out):
+    """A comparison folder as the stages leave it, with known numbers: 4 validations per run at equal compute."""
+    chosen, scores = {}, []
+    for method, seeds in TEST_SCORES.items():
+        trials = [{"lr": 1e-4, "best": 0.8}, {"lr": 3e-3, "best": 0.9}]
+        chosen[method] = {"monitor": "val/accuracy", "default_lr": 1e-3, "lr_range": [1e-4, 1e-2], "tuned_lr": 3e-3,
+                          "tuned_best": 0.9, "trials": trials}  # fmt: skip
+        for seed, tests in enumerate(seeds):
+            run = out / "confirm" / method / str(seed)
+            run.mkdir(parents=True)
+            history = [{"epoch": 0, "step": 4 * k, "train_time_s": float(k), "train_tokens": 100 * k,
+                        "val/accuracy": 0.5 + 0.1 * k} for k in range(1, 5)]  # fmt: skip
+            report = {"method": method, "model": "twin", "dataset": "demo", "seed": seed, "monitor": "val/accuracy",
+                      "best": history[-1], "history": history, "adapter_bytes": 1, "train_time_s": 4.0,
+                      "params": {"trainable": 10, "total": 1000, "trainable_pct": 1.0}, "samples_per_s": 1.0,
+                      "peak_memory": {"rss_mb": 1.0}, "train_tokens": 400}  # fmt: skip
+            (run / "metrics.json").write_text(json.dumps(report))
+            OmegaConf.save({"peft": {"lr": 3e-3}, "seed": seed}, run / "config.yaml")
+            for k, value in enumerate(tests, start=1):
+                scores.append({"run": str(run), "step": 4 * k, "method": method, "seed": seed,
+                               "test/accuracy": value, "test_rows_from": "10 % of train held out"})  # fmt: skip
+    (out / "chosen_lr.json").write_text(json.dumps(chosen))
+    (out / "test").mkdir()
+    (out / "test" / "scores.json").write_text(json.dumps(scores))
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = _fake_comparison(tmp_path_factory.mktemp("report"))
+    return out, write_compare_report(out)
+
+
+def test_report_verdicts_on_known_numbers(report):
+    out, result = report
+    flops = {r["budget"]: r for r in result["results"] if r["axis"] == "flops"}
+    assert flops[0.1]["verdict"].best is None  # the first validation is at 25 % of the compute
+    assert flops[0.25]["verdict"].text().startswith(NO_CLEAR_WINNER)  # 0.65 ± 0.05 against 0.657 ± 0.035
+    assert flops[1.0]["verdict"].text() == "**lora**"  # 0.92 ± 0.01 against 0.71 ± 0.01: clear
+    assert flops[1.0]["intervals"]["lora"].mean == pytest.approx(0.92)
+    text = (out / "summary.md").read_text()
+    assert "| 100 % of training FLOPs (1.61e+06 FLOPs) | **lora**: 0.9200 ± 0.0100 [0.8952, 0.9448] (n=3) |" in text
+    assert "| lora | 0.001 | 0.003 | × 3 |" in text and "10 % of train held out" in text
+
+
+def test_report_html_in_headless_chromium_shows_the_verdict_and_every_plot(report):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it with apt-get)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    out, result = report
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
+        page = browser.new_page()
+        offline = ("file:", "data:")  # the page must need nothing but itself
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(offline) else r.abort())
+        page.goto((out / "report.html").as_uri())
+        rows = page.locator("#verdict tbody tr")
+        assert rows.count() == 8  # 4 budgets × (FLOPs, seconds)
+        assert "lora" in rows.nth(3).locator("td").nth(1).text_content()
+        assert page.locator("#learning-rates tbody tr").count() == 2
+        for name in result["plots"]:
+            image = page.locator(f"#plot-{name} img")
+            assert image.evaluate("img => img.complete && img.naturalWidth > 100"), name
+        assert page.locator("#commands").count() == 1
+        assert page.locator("#versions tr").count() >= 5
+        browser.close()
+
+
+def test_command_line_refuses_in_one_line_and_records_itself(tmp_path):
+    """`python -m peftlab.compare`: the command is written into its folder before anything is checked or run."""
+    command = [sys.executable, "-m", "peftlab.compare", "seed=3", f"compare.out={tmp_path / 'out'}"]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: seed=3: the protocol sets seed in every job; set compare.tune.seed, compare.confirm.seeds"
+    )
+    assert "peftlab.compare seed=3" in (tmp_path / "out" / "command.txt").read_text()
