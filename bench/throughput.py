@@ -27,6 +27,7 @@ import psutil
 from useful_flops import matmul_peak, training_flops_per_token
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = str(REPO.parent / "shared" / "data" / "sst2")
 
 
 class PeakRss:
@@ -174,18 +175,32 @@ def run_peer(cfg, args, seed: int, grouped: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "sst2"))
+    parser.add_argument("--data", default=DEFAULT_DATA, help="SST-2's folder (smollm2: the folder of data folders)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=None, help="2e-3 for MiniLM, 5e-4 (LoRA's default) for SmolLM2")
+    parser.add_argument(
+        "--model", choices=["minilm", "smollm2"], default="minilm", help="smollm2: bench/decoder_peers.py"
+    )
+    parser.add_argument("--task", choices=["sql", "instruct"], default="sql", help="smollm2: text->SQL or instructions")
+    parser.add_argument("--rows", type=int, default=192, help="smollm2: training rows (one epoch)")
+    parser.add_argument("--val-rows", type=int, default=100, help="smollm2: validation rows for the answer loss")
+    parser.add_argument("--trl-lengths", type=int, nargs="*", help="smollm2: TRL bin lengths (default ~one batch)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one set of runs per seed")
     parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS), help="HF Trainer samplers")
     parser.add_argument("extra", nargs="*", help="more peftlab overrides, e.g. dataset.group_by_length=false")
     args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.model == "smollm2":
+        import decoder_peers
+
+        args.lr = args.lr or 5e-4
+        args.data = str(Path(args.data).parent) if args.data == DEFAULT_DATA else args.data
+        return decoder_peers.main(args)
+    args.lr = args.lr or 2e-3
     if not (Path(args.data) / "train.jsonl").is_file():
         sys.exit(f"no SST-2 files in {args.data} (train.jsonl, validation.jsonl)")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     import peftlab  # noqa: F401  (resolvers)
