@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 
 from peftlab.compare.stages import AXES, BUDGETS
 from peftlab.report.collect import RunRecord
-from peftlab.report.plots import curve_figure
+from peftlab.report.plots import curve_figure, save_figures
 
 TITLES = {
     "tune_lr": "tuning: best validation metric by learning rate",
@@ -69,9 +69,4 @@ def budget_figure(results: list[dict]):
 def write_plots(out: Path, chosen: dict, runs: list[RunRecord], results: list[dict]) -> dict[str, Path]:
     figures = {"tune_lr": tune_figure(chosen), "test_vs_budget": budget_figure(results)}
     figures |= {f"val_vs_{axis}": curve_figure(runs, axis) for axis in AXES}
-    paths = {}
-    for name, fig in figures.items():
-        paths[name] = out / f"{name}.png"
-        fig.savefig(paths[name], dpi=110)
-        plt.close(fig)
-    return paths
+    return save_figures(figures, out, dpi=110)

@@ -79,9 +79,14 @@ def params_figure(runs: list[RunRecord]):
 def write_plots(runs: list[RunRecord], out: Path) -> dict[str, Path]:
     figures = {f"metric_vs_{axis}": curve_figure(runs, axis) for axis in AXES}
     figures["best_vs_trainable_params"] = params_figure(runs)
+    return save_figures(figures, out, dpi=120)
+
+
+def save_figures(figures: dict, out: Path, dpi: int) -> dict[str, Path]:
+    """Each figure as <out>/<name>.png, closed after (pyplot keeps every open figure alive)."""
     paths = {}
     for name, fig in figures.items():
         paths[name] = out / f"{name}.png"
-        fig.savefig(paths[name], dpi=120)
+        fig.savefig(paths[name], dpi=dpi)
         plt.close(fig)
     return paths
