@@ -47,19 +47,23 @@ class Plan:
     default_lrs: dict[str, float] = field(default_factory=dict)
 
 
+# Every job gets these with the values the protocol resolved (compare.yaml sets test_split, train.py's config does not).
+HELD_OUT_KEYS = ("dataset.test_split", "dataset.test_holdout")
+
+
 def forwarded_overrides(command_line: list[str], cfg: DictConfig) -> list[str]:
     """The command line's overrides that reach every training job (compare.* stay here), and the held-out split."""
     kept = []
     for override in command_line:
         key = override.lstrip("+~").split("=", 1)[0]
-        if key.startswith("compare."):
+        if key.startswith("compare.") or key in HELD_OUT_KEYS:  # held-out keys: appended below, resolved
             continue
         if key in PROTOCOL_KEYS:
             raise ConfigError(f"{override}: the protocol sets {key} in every job; set {PROTOCOL_KEYS[key]}")
         kept.append(override)
     if cfg.dataset.test_split is None:
         raise ConfigError("dataset.test_split=null: the comparison is decided on a held-out test split; set one")
-    return [*kept, f"dataset.test_split={cfg.dataset.test_split}", f"dataset.test_holdout={cfg.dataset.test_holdout}"]
+    return [*kept, *(f"{key}={OmegaConf.select(cfg, key)}" for key in HELD_OUT_KEYS)]
 
 
 def budget_overrides(stage: DictConfig) -> list[str]:
