@@ -42,21 +42,14 @@ def compose(args, seed: int):
         return hydra_compose("config", overrides=overrides)
 
 
-def encoded_splits(settings, tokenizer, rows: int):
-    """peftlab's own token ids for the training subset and the validation rows (the same on every side)."""
-    from peftlab.data.datamodule import SUBSET_SEED
-    from peftlab.data.encoders import CausalRows
-    from peftlab.data.sources import load_split
+def encoded_splits(settings, tokenizer) -> dict:
+    """peftlab's own rows (its TextDataModule: load, check, encode, the max_train_rows subset), for every side."""
+    from peftlab.data.datamodule import TextDataModule
 
-    encoder = CausalRows(tokenizer, settings.dataset)
-    out = {}
-    for split, limit in (("train", rows), ("validation", None)):
-        raw = load_split(settings.dataset, split).dataset
-        ds = raw.map(encoder, batched=True, remove_columns=raw.column_names)
-        if limit is not None and limit < len(ds):
-            ds = ds.shuffle(seed=SUBSET_SEED).select(range(limit))  # as TextDataModule picks max_train_rows
-        out[split] = ds.remove_columns(["prompt_length"])
-    return out
+    data = TextDataModule(settings.dataset, tokenizer, settings.shape, seed=settings.seed)
+    data.prepare_data()
+    return {"train": data.train_dataset.remove_columns(["prompt_length"]),
+            "validation": data.val_dataset.remove_columns(["prompt_length"])}  # fmt: skip
 
 
 def answer_loss(model, rows, tokenizer, batch_size: int = 16) -> float:
@@ -147,7 +140,7 @@ def main(args) -> None:
 
     settings = validate(compose(args, args.seeds[0]))
     tokenizer = AutoTokenizer.from_pretrained(model_source(settings.model))  # converts the GGUF on the first use
-    data = encoded_splits(settings, tokenizer, args.rows)
+    data = encoded_splits(settings, tokenizer)
     tokens = sum(len(ids) for ids in data["train"]["input_ids"])
     val = data["validation"].select(range(min(args.val_rows, len(data["validation"]))))
     batch_tokens = round(tokens / len(data["train"]) * settings.dataset.batch_size)

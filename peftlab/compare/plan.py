@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from peftlab.data.heldout import HELD_OUT_KEYS
 from peftlab.errors import ConfigError
 
 # Keys the protocol sets itself in every job -> where to set them instead: a command line that set them would be
@@ -48,7 +49,7 @@ class Plan:
 
 
 # Every job gets these with the values the protocol resolved (compare.yaml sets test_split, train.py's config does not).
-HELD_OUT_KEYS = ("dataset.test_split", "dataset.test_holdout")
+HELD_OUT_OVERRIDES = tuple(f"dataset.{key}" for key in HELD_OUT_KEYS)
 
 
 def forwarded_overrides(command_line: list[str], cfg: DictConfig) -> list[str]:
@@ -56,14 +57,14 @@ def forwarded_overrides(command_line: list[str], cfg: DictConfig) -> list[str]:
     kept = []
     for override in command_line:
         key = override.lstrip("+~").split("=", 1)[0]
-        if key.startswith("compare.") or key in HELD_OUT_KEYS:  # held-out keys: appended below, resolved
+        if key.startswith("compare.") or key in HELD_OUT_OVERRIDES:  # held-out keys: appended below, resolved
             continue
         if key in PROTOCOL_KEYS:
             raise ConfigError(f"{override}: the protocol sets {key} in every job; set {PROTOCOL_KEYS[key]}")
         kept.append(override)
     if cfg.dataset.test_split is None:
         raise ConfigError("dataset.test_split=null: the comparison is decided on a held-out test split; set one")
-    return [*kept, *(f"{key}={OmegaConf.select(cfg, key)}" for key in HELD_OUT_KEYS)]
+    return [*kept, *(f"{key}={OmegaConf.select(cfg, key)}" for key in HELD_OUT_OVERRIDES)]
 
 
 def budget_overrides(stage: DictConfig) -> list[str]:

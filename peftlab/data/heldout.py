@@ -15,6 +15,8 @@ from peftlab.errors import DataError
 
 # One slice for every run seed and method: what is held out must not depend on the run.
 HOLDOUT_SEED = 0
+# The dataset keys that say which rows are held out: a run's evaluation and a comparison's jobs carry them unchanged.
+HELD_OUT_KEYS = ("test_split", "test_holdout")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from peftlab.config import validate
 from peftlab.data.encoders import FINGERPRINT_KEYS
-from peftlab.data.heldout import held_out_source
+from peftlab.data.heldout import HELD_OUT_KEYS, held_out_source
 from peftlab.errors import ConfigError
 from peftlab.models.methods import apply_method, load_trained
 from peftlab.modules import build_module
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 # Evaluating on the dataset a run trained on: encode inputs as in training, or the scores would not be comparable;
 # and hold out the rows it held out (test_split, test_holdout), or its test rows would not be the ones it never saw.
 ENCODING_KEYS = (*(k for k in FINGERPRINT_KEYS if k != "task"), "generation")
-HELD_OUT_KEYS = ("test_split", "test_holdout")
 
 # split= -> the Trainer loop that scores it (test_step logs test/<metric>, validation_step val/<metric>).
 SPLITS = {"validation": ("validate", "val_dataset"), "test": ("test", "test_dataset")}
