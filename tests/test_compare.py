@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -94,8 +95,15 @@ def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_tr
         assert chosen[method]["tuned_lr"] == argmax and chosen[method]["tuned_best"] == best
         confirmed = _trials(out / "confirm" / method)
         assert {lr for lr, _, _ in confirmed} == {argmax} and sorted(s for _, _, s in confirmed) == [0, 1, 2]
+        default_lr = chosen[method]["default_lr"]
+        assert default_lr not in [lr for lr, _, _ in trials]  # the 3-point grid misses the default: an arm of its own
+        at_default = _trials(out / "confirm_default" / method)
+        assert {lr for lr, _, _ in at_default} == {default_lr} and sorted(s for _, _, s in at_default) == [0, 1, 2]
     scores = json.loads((out / "test" / "scores.json").read_text())
-    assert {(r["method"], r["seed"]) for r in scores} == {(m, s) for m in METHODS for s in (0, 1, 2)}
+    arms = {(Path(r["run"]).parts[-3], r["method"], r["seed"]) for r in scores}
+    assert arms == {(a, m, s) for a in ("confirm", "confirm_default") for m in METHODS for s in (0, 1, 2)}
+    assert {"tuning-verdict", "tuning-effect"} <= {t.html_id for t in result["tables"]}
+    assert "tuning_effect" in result["plots"]
     assert all("held out" in r["test_rows_from"] and r["split"] == "test" for r in scores)
     for name in ("summary.md", "summary.csv", "report.html", "chosen_lr.csv"):
         assert (out / name).is_file(), name
@@ -105,10 +113,11 @@ def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_tr
 def test_test_rows_are_read_only_after_every_sweep_and_never_by_a_training_job(protocol):
     out, _, events, _ = protocol
     first_read = next(i for i, e in enumerate(events) if e[0] == "test rows read")
-    assert [e[:2] for e in events[:first_read]] == [("sweep", "tune")] * 2 + [("sweep", "confirm")] * 2
+    stages_in_order = [("sweep", stage) for stage in ("tune", "confirm", "confirm_default") for _ in METHODS]
+    assert [e[:2] for e in events[:first_read]] == stages_in_order
     assert all(e[0] == "test rows read" for e in events[first_read:]) and len(events) > first_read
-    logs = list(out.glob("tune/*/*/train.log")) + list(out.glob("confirm/*/*/train.log"))
-    assert len(logs) == 2 * 3 + 2 * 3
+    logs = [log for stage in ("tune", "confirm", "confirm_default") for log in out.glob(f"{stage}/*/*/train.log")]
+    assert len(logs) == 3 * 2 * 3
     for log in logs:
         text = log.read_text()
         assert "train rows: 64 " in text and "validation rows: 48 " in text and "test rows" not in text, log
@@ -191,33 +200,62 @@ TEST_SCORES = {  # method -> test accuracy of seeds 0..2 at each of the 4 valida
     "lora": [[0.60, 0.70, 0.80, 0.91], [0.65, 0.72, 0.82, 0.92], [0.70, 0.71, 0.84, 0.93]],
     "ia3": [[0.62, 0.69, 0.75, 0.70], [0.66, 0.73, 0.76, 0.71], [0.69, 0.70, 0.74, 0.72]],
 }
+DEFAULT_SCORES = {  # the same at each method's default lr: ia3 wins there, lora after tuning
+    "lora": [[0.50, 0.55, 0.58, 0.60], [0.50, 0.56, 0.59, 0.61], [0.51, 0.57, 0.60, 0.62]],
+    "ia3": [[0.60, 0.70, 0.75, 0.80], [0.61, 0.71, 0.76, 0.81], [0.62, 0.72, 0.77, 0.82]],
+}
 
 
 def _fake_comparison(out):
     """A comparison folder as the stages leave it, with known numbers: 4 validations per run at equal compute."""
     chosen, scores = {}, []
-    for method, seeds in TEST_SCORES.items():
+    for method in TEST_SCORES:
         trials = [{"lr": 1e-4, "best": 0.8}, {"lr": 3e-3, "best": 0.9}]
         chosen[method] = {"monitor": "val/accuracy", "default_lr": 1e-3, "lr_range": [1e-4, 1e-2], "tuned_lr": 3e-3,
                           "tuned_best": 0.9, "trials": trials}  # fmt: skip
-        for seed, tests in enumerate(seeds):
-            run = out / "confirm" / method / str(seed)
-            run.mkdir(parents=True)
-            history = [{"epoch": 0, "step": 4 * k, "train_time_s": float(k), "train_tokens": 100 * k,
-                        "val/accuracy": 0.5 + 0.1 * k} for k in range(1, 5)]  # fmt: skip
-            report = {"method": method, "model": "twin", "dataset": "demo", "seed": seed, "monitor": "val/accuracy",
-                      "best": history[-1], "history": history, "adapter_bytes": 1, "train_time_s": 4.0,
-                      "params": {"trainable": 10, "total": 1000, "trainable_pct": 1.0}, "samples_per_s": 1.0,
-                      "peak_memory": {"rss_mb": 1.0}, "train_tokens": 400}  # fmt: skip
-            (run / "metrics.json").write_text(json.dumps(report))
-            OmegaConf.save({"peft": {"lr": 3e-3}, "seed": seed}, run / "config.yaml")
-            for k, value in enumerate(tests, start=1):
-                scores.append({"run": str(run), "step": 4 * k, "method": method, "seed": seed,
-                               "test/accuracy": value, "test_rows_from": "10 % of train held out"})  # fmt: skip
+    arms = [("confirm", 3e-3, TEST_SCORES), ("confirm_default", 1e-3, DEFAULT_SCORES)]
+    for stage, lr, by_method in arms:
+        _fake_arm(out / stage, lr, by_method, scores)
     (out / "chosen_lr.json").write_text(json.dumps(chosen))
     (out / "test").mkdir()
     (out / "test" / "scores.json").write_text(json.dumps(scores))
     return out
+
+
+def _fake_arm(folder, lr, by_method, scores):
+    for method, seeds in by_method.items():
+        for seed, tests in enumerate(seeds):
+            run = _fake_run(folder / method / str(seed), method, seed, lr, [0.5 + 0.1 * k for k in range(1, 5)])
+            for k, value in enumerate(tests, start=1):
+                scores.append({"run": str(run), "step": 4 * k, "method": method, "seed": seed,
+                               "test/accuracy": value, "test_rows_from": "10 % of train held out"})  # fmt: skip
+
+
+def _fake_run(run, method, seed, lr, validations):
+    """A finished job's folder: metrics.json (a validation every 4 steps) and config.yaml."""
+    run.mkdir(parents=True)
+    history = [{"epoch": 0, "step": 4 * k, "train_time_s": float(k), "train_tokens": 100 * k, "val/accuracy": value}
+               for k, value in enumerate(validations, start=1)]  # fmt: skip
+    report = {"method": method, "model": "twin", "dataset": "demo", "seed": seed, "monitor": "val/accuracy",
+              "best": max(history, key=lambda h: h["val/accuracy"]), "history": history, "adapter_bytes": 1,
+              "train_time_s": float(len(history)), "params": {"trainable": 10, "total": 1000, "trainable_pct": 1.0},
+              "samples_per_s": 1.0, "peak_memory": {"rss_mb": 1.0}, "train_tokens": 100 * len(history)}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(report))
+    OmegaConf.save({"peft": {"lr": lr}, "seed": seed}, run / "config.yaml")
+    return run
+
+
+def test_the_chosen_lr_is_the_trial_with_the_best_validation_of_its_run(tmp_path):
+    """A trial counts with its best validation, not its last; equal bests go to the smaller rate."""
+    trials = {1e-4: [0.50, 0.60], 1e-3: [0.72, 0.65], 1e-2: [0.55, 0.70]}  # 1e-2 ends higher, 1e-3 peaked higher
+    for job, (lr, validations) in enumerate(trials.items()):
+        _fake_run(tmp_path / "clear" / str(job), "lora", 0, lr, validations)
+    chosen = stages.choose_lr(tmp_path / "clear", 5e-4, [1e-4, 1e-2])
+    assert (chosen["tuned_lr"], chosen["tuned_best"], chosen["default_lr"]) == (1e-3, 0.72, 5e-4)
+    assert [t["lr"] for t in chosen["trials"]] == [1e-4, 1e-3, 1e-2]
+    for job, lr in enumerate([3e-3, 3e-4]):  # written largest first: the order of the folders does not decide
+        _fake_run(tmp_path / "tie" / str(job), "lora", 0, lr, [0.6, 0.8])
+    assert stages.choose_lr(tmp_path / "tie", 5e-4, [1e-4, 1e-2])["tuned_lr"] == 3e-4
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +274,18 @@ def test_report_verdicts_on_known_numbers(report):
     text = (out / "summary.md").read_text()
     assert "| 100 % of training FLOPs (1.61e+06 FLOPs) | **lora**: 0.9200 ± 0.0100 [0.8952, 0.9448] (n=3) |" in text
     assert "| lora | 0.001 | 0.003 | × 3 |" in text and "10 % of train held out" in text
+    # what tuning changed: ia3 wins at the default rates (0.81 against 0.61), lora at the tuned ones
+    assert (
+        "| 100 % of training FLOPs (1.61e+06 FLOPs) | **ia3**: 0.8100 ± 0.0100 [0.7852, 0.8348] (n=3) "
+        "| **lora**: 0.9200 ± 0.0100 [0.8952, 0.9448] (n=3) |"
+    ) in text
+    assert "| ia3 | 0.001 | 0.8100 ± 0.0100 [0.7852, 0.8348] (n=3) | 0.003 | 0.7100 " in text
+    assert "| lora | 0.001 | 0.6100 ± 0.0100 [0.5852, 0.6348] (n=3) | 0.003 | 0.9200 " in text
+    assert "| +0.3100 | 2 → 1 |" in text and "| -0.1000 | 1 → 2 |" in text
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("arm,axis,budget") and {r.split(",")[0] for r in rows[1:]} == {"tuned", "default"}
+    kept_default = {"tuned_lr": 1e-3, "default_lr": 1e-3}  # tuning kept the default: its confirm runs are that arm
+    assert stages.default_arm_folder(out, "lora", kept_default) == out / "confirm" / "lora"
 
 
 def test_report_html_in_headless_chromium_shows_the_verdict_and_every_plot(report):
@@ -255,6 +305,10 @@ def test_report_html_in_headless_chromium_shows_the_verdict_and_every_plot(repor
         assert rows.count() == 8  # 4 budgets × (FLOPs, seconds)
         assert "lora" in rows.nth(3).locator("td").nth(1).text_content()
         assert page.locator("#learning-rates tbody tr").count() == 2
+        assert (
+            page.locator("#tuning-verdict tbody tr").count() == 8
+            and page.locator("#tuning-effect tbody tr").count() == 2
+        )
         for name in result["plots"]:
             image = page.locator(f"#plot-{name} img")
             assert image.evaluate("img => img.complete && img.naturalWidth > 100"), name

@@ -5,7 +5,8 @@
 
 1. tune: per method, the same number of learning rates (a log grid over its YAML's `lr_range`) on one fixed subset
    and step budget (compare.tune); the best validation metric picks the rate (<out>/chosen_lr.json).
-2. confirm: that rate with compare.confirm.seeds (>= 3) at the full budget, validating every N steps.
+2. confirm: that rate with compare.confirm.seeds (>= 3) at the full budget, validating every N steps; with
+   compare.default_arm, the YAML's default rate too (same seeds and budget): what tuning changed.
 3. test: at each budget (10/25/50/100 % of the largest run's FLOPs and seconds) every confirmed run's best
    validation checkpoint within it is scored on the held-out test split, read here for the first time.
 Then the report (<out>/summary.md, report.html): the best method per budget on test with 95 % t intervals over
@@ -24,7 +25,7 @@ from omegaconf import DictConfig
 
 from peftlab.compare.plan import Plan, make_plan
 from peftlab.compare.report import write_compare_report
-from peftlab.compare.stages import confirm, score_on_test, tune
+from peftlab.compare.stages import confirm, confirm_default, score_on_test, tune
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,11 @@ def run_protocol(cfg: DictConfig, command_line: list[str], cwd: Path | None = No
     chosen = {method: tune(plan, method) for method in plan.methods}
     write_chosen(plan, chosen)
     runs = [run for method in plan.methods for run in confirm(plan, method, chosen[method]["tuned_lr"])]
-    score_on_test(plan, runs)
+    arms = [runs]
+    if plan.default_arm:  # every sweep ends before the test split is first read
+        arms.append([run for method in plan.methods for run in confirm_default(plan, method, chosen[method])])
+    for arm in arms:  # each arm's budgets are fractions of its own largest run
+        score_on_test(plan, arm)
     result = write_compare_report(plan.out)
     log.info("comparison report: %s, %s", plan.out / "summary.md", plan.out / "report.html")
     return result

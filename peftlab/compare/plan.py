@@ -44,6 +44,7 @@ class Plan:
     seeds: list[int]
     confirm_overrides: list[str]
     train_script: Path
+    default_arm: bool = True
     lr_ranges: dict[str, list[float]] = field(default_factory=dict)
     default_lrs: dict[str, float] = field(default_factory=dict)
 
@@ -107,6 +108,7 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         seeds=list(c.confirm.seeds),
         confirm_overrides=budget_overrides(c.confirm),
         train_script=script,
+        default_arm=bool(c.default_arm),
     )
     for method in methods:
         peft = check_method(plan, method, check_files)

@@ -8,6 +8,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt
 
 from peftlab.compare.stages import AXES, BUDGETS
+from peftlab.compare.tuning import at_full_flops
 from peftlab.report.collect import RunRecord
 from peftlab.report.plots import curve_figure, save_figures
 
@@ -16,6 +17,7 @@ TITLES = {
     "test_vs_budget": "test score by budget (mean, 95 % interval over seeds)",
     "val_vs_flops": "confirm runs: validation metric vs training FLOPs",
     "val_vs_seconds": "confirm runs: validation metric vs training seconds",
+    "tuning_effect": "what tuning changed: test score at 100 % of the FLOPs, default vs tuned lr",
 }
 
 
@@ -66,7 +68,32 @@ def budget_figure(results: list[dict]):
     return fig
 
 
-def write_plots(out: Path, chosen: dict, runs: list[RunRecord], results: list[dict]) -> dict[str, Path]:
+def tuning_figure(tuned: dict, default: dict):
+    """Per method, its test mean and 95 % interval at its default rate beside its tuned rate (one budget)."""
+    methods = list(tuned["intervals"])
+    fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(methods)), 4.5))
+    width = 0.38
+    for shift, (name, result) in zip(
+        (-width / 2, width / 2), (("default lr", default), ("tuned lr", tuned)), strict=True
+    ):
+        intervals = [result["intervals"][m] for m in methods]
+        heights = [0.0 if iv.n == 0 else iv.mean for iv in intervals]
+        errors = [iv.half_width if iv.n >= 2 else 0.0 for iv in intervals]
+        xs = [i + shift for i in range(len(methods))]
+        ax.bar(xs, heights, width, yerr=errors, capsize=4, label=name)
+    ax.set_xticks(range(len(methods)), methods)
+    ax.set(ylabel=tuned["test_metric"], title="test at 100 % of the FLOPs (bars: 95 % interval over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(
+    out: Path, chosen: dict, runs: list[RunRecord], results: list[dict], default: list[dict] | None = None
+) -> dict[str, Path]:
     figures = {"tune_lr": tune_figure(chosen), "test_vs_budget": budget_figure(results)}
     figures |= {f"val_vs_{axis}": curve_figure(runs, axis) for axis in AXES}
+    if default:
+        figures["tuning_effect"] = tuning_figure(at_full_flops(results), at_full_flops(default))
     return save_figures(figures, out, dpi=110)

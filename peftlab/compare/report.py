@@ -4,46 +4,22 @@ summary.md / summary.csv, the plots, and one self-contained report.html (compare
 import csv
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
-from peftlab.compare.stages import AXES, budget_picks
-from peftlab.compare.stats import CONFIDENCE, Interval, t_interval, verdict
+from peftlab.compare.stages import AXES, DEFAULT_ARM, budget_picks
+from peftlab.compare.stats import CONFIDENCE, t_interval, verdict
+from peftlab.compare.table import AXIS_NAMES, Table, budget_label, interval_cell, verdict_cell
+from peftlab.compare.tuning import default_arm_folders, tuning_tables
 from peftlab.report.collect import RunRecord, collect_runs
 from peftlab.report.flops import FORMULA
 from peftlab.report.summary import higher_is_better
 
-AXIS_NAMES = {"flops": "training FLOPs", "seconds": "training seconds"}
 
-
-@dataclass
-class Table:
-    """A table both summary.md and report.html render; `html_id` names it in the page."""
-
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    html_id: str
-
-    def markdown(self) -> list[str]:
-        lines = [f"## {self.title}", "", "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        return lines + ["| " + " | ".join(row) + " |" for row in self.rows] + [""]
-
-
-def _cell(iv: Interval) -> str:
-    if iv.n == 0:
-        return "–"
-    if iv.n == 1:
-        return f"{iv.mean:.4f} (1 seed: no interval)"
-    return f"{iv.mean:.4f} ± {iv.std:.4f} [{iv.low:.4f}, {iv.high:.4f}] (n={iv.n})"
-
-
-def confirmed_runs(out: Path, methods: list[str]) -> list[RunRecord]:
-    runs = []
-    for method in methods:
-        runs += collect_runs(out / "confirm" / method)
+def arm_runs(folders: list[Path]) -> list[RunRecord]:
+    """One arm's runs (tuned or default rates): each method's seeds from its folder, labelled by the method."""
+    runs = [run for folder in folders for run in collect_runs(folder)]
     for run in runs:
-        run.label = run.method  # one row per method: its seeds share the tuned learning rate
+        run.label = run.method  # one row per method: its seeds share the learning rate
     return runs
 
 
@@ -76,20 +52,15 @@ def budget_results(runs: list[RunRecord], scores: list[dict]) -> list[dict]:
     return results
 
 
-def _budget_label(result: dict) -> str:
-    unit = f"{result['limit']:.3g} FLOPs" if result["axis"] == "flops" else f"{result['limit']:.1f} s"
-    return f"{int(result['budget'] * 100)} % of {AXIS_NAMES[result['axis']]} ({unit})"
-
-
 def tables(chosen: dict, results: list[dict]) -> list[Table]:
     methods = list(chosen)
     metric = results[0]["test_metric"]
-    verdict_rows = [[_budget_label(r), _verdict_cell(r)] for r in results]
+    verdict_rows = [[budget_label(r), verdict_cell(r)] for r in results]
     out = [Table("Verdict on test", ["budget", f"best {metric} (95 % intervals over seeds)"], verdict_rows, "verdict")]
     for axis in AXES:
         mine = [r for r in results if r["axis"] == axis]
         header = ["method", *(f"{int(r['budget'] * 100)} %" for r in mine)]
-        rows = [[m, *(_cell(r["intervals"][m]) for r in mine)] for m in methods]
+        rows = [[m, *(interval_cell(r["intervals"][m]) for r in mine)] for m in methods]
         title = f"{metric} by budget ({AXIS_NAMES[axis]}): mean ± std [95 % t interval]"
         out.append(Table(title, header, rows, f"test-by-{axis}"))
     lr_rows = []
@@ -121,12 +92,6 @@ def tables(chosen: dict, results: list[dict]) -> list[Table]:
     return out
 
 
-def _verdict_cell(result: dict) -> str:
-    best = result["verdict"].best
-    text = result["verdict"].text()
-    return text if best is None else f"{text}: {_cell(result['intervals'][best])}"
-
-
 def _edge(chosen: dict) -> str:
     """A tuned rate at an end of the grid may lie beyond it: say so, so the range can be widened."""
     grid = [t["lr"] for t in chosen["trials"]]
@@ -143,10 +108,14 @@ def write_compare_report(out: str | Path) -> dict:
 
     out = Path(out)
     chosen = json.loads((out / "chosen_lr.json").read_text())
-    runs = confirmed_runs(out, list(chosen))
+    runs = arm_runs([out / "confirm" / method for method in chosen])
     scores = json.loads((out / "test" / "scores.json").read_text())
     results = budget_results(runs, scores)
     made = tables(chosen, results)
+    default_folders = default_arm_folders(out, chosen)
+    default = budget_results(arm_runs(default_folders), scores) if default_folders else None
+    if default:
+        made += tuning_tables(chosen, results, default)
     test_rows_from = scores[0].get("test_rows_from", "the dataset's test split") if scores else "–"
     title = f"Method comparison: {runs[0].model} on {runs[0].dataset}"
     notes = [
@@ -156,21 +125,28 @@ def write_compare_report(out: str | Path) -> dict:
         "At each budget a run is scored at its best validation checkpoint within that budget; a method wins when "
         f"its {CONFIDENCE * 100:g} % interval (Student t over seeds) is clear of every other method's.",
         f"Compute: {FORMULA}.",
+        "What tuning changed: "
+        + (
+            "each method also ran at its YAML default learning rate with the same seeds, budget and test rows."
+            if default
+            else "not measured (compare.default_arm=false)."
+        ),
     ]
-    plots = write_plots(out, chosen, runs, results)
+    plots = write_plots(out, chosen, runs, results, default)
     commands = _commands(out, list(chosen))
     lines = [f"# {title}", "", *(f"- {n}" for n in notes), ""]
     for table in made:
         lines += table.markdown()
     lines += ["## Commands", "", "```bash", *commands, "```", ""]
     (out / "summary.md").write_text("\n".join(lines))
-    _write_csv(out / "summary.csv", results)
+    _write_csv(out / "summary.csv", {"tuned": results, "default": default or []})
     html = write_html(out / "report.html", title, notes, made, plots, commands, _versions())
     return {"results": results, "tables": made, "plots": plots, "html": html}
 
 
-def _write_csv(path: Path, results: list[dict]) -> None:
+def _write_csv(path: Path, arms: dict[str, list[dict]]) -> None:
     fields = [
+        "arm",
         "axis",
         "budget",
         "limit",
@@ -186,31 +162,33 @@ def _write_csv(path: Path, results: list[dict]) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(fields)
-        for r in results:
-            for method, iv in r["intervals"].items():
-                val = r["validation"][method]
-                writer.writerow(
-                    [
-                        r["axis"],
-                        r["budget"],
-                        f"{r['limit']:.6g}",
-                        method,
-                        iv.n,
-                        iv.mean,
-                        iv.std,
-                        iv.low,
-                        iv.high,
-                        val.mean,
-                        r["verdict"].text().replace("**", ""),
-                    ]
-                )
+        for arm, results in arms.items():
+            for r in results:
+                for method, iv in r["intervals"].items():
+                    val = r["validation"][method]
+                    writer.writerow(
+                        [
+                            arm,
+                            r["axis"],
+                            r["budget"],
+                            f"{r['limit']:.6g}",
+                            method,
+                            iv.n,
+                            iv.mean,
+                            iv.std,
+                            iv.low,
+                            iv.high,
+                            val.mean,
+                            r["verdict"].text().replace("**", ""),
+                        ]
+                    )
 
 
 def _commands(out: Path, methods: list[str]) -> list[str]:
     """The comparison's command line, then each stage's sweep as it ran (train.py -m ...)."""
     main = out / "command.txt"
     lines = [main.read_text().strip()] if main.is_file() else []
-    for stage in ("tune", "confirm"):
+    for stage in ("tune", "confirm", DEFAULT_ARM):
         files = [out / stage / m / "command.txt" for m in methods]
         lines += [f"# {stage}: python " + p.read_text().strip() for p in files if p.is_file()]
     return lines

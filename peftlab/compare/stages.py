@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # Fractions of the largest confirmed run's training FLOPs and of its training seconds: the report's budgets.
 BUDGETS = (0.1, 0.25, 0.5, 1.0)
 AXES = ("flops", "seconds")
+DEFAULT_ARM = "confirm_default"  # the stage folder of each method's runs at its YAML default learning rate
 
 
 def lr_grid(low: float, high: float, trials: int) -> list[float]:
@@ -110,12 +111,27 @@ def choose_lr(folder: Path, default_lr: float, lr_range: list[float]) -> dict:
     }
 
 
-def confirm(plan: Plan, method: str, lr: float) -> list[RunRecord]:
+def confirm(plan: Plan, method: str, lr: float, stage: str = "confirm") -> list[RunRecord]:
     """The chosen learning rate with every seed at the full budget; a checkpoint kept at every validation, so
     the test stage can score what each budget would have picked."""
     keep_all = ["callbacks.model_checkpoint.save_top_k=-1"]
-    folder = run_sweep(plan, "confirm", method, [lr], plan.seeds, [*plan.confirm_overrides, *keep_all])
+    folder = run_sweep(plan, stage, method, [lr], plan.seeds, [*plan.confirm_overrides, *keep_all])
     return collect_runs(folder)
+
+
+def default_arm_folder(out: Path, method: str, chosen: dict) -> Path:
+    """Where the method's runs at its YAML default rate are: its confirm runs when tuning kept the default."""
+    stage = "confirm" if chosen["tuned_lr"] == chosen["default_lr"] else DEFAULT_ARM
+    return out / stage / method
+
+
+def confirm_default(plan: Plan, method: str, chosen: dict) -> list[RunRecord]:
+    """The method at its YAML default rate, with confirm's seeds and budget: the arm the report sets against the
+    tuned one ("what tuning changed"). Nothing runs when tuning kept the default."""
+    folder = default_arm_folder(plan.out, method, chosen)
+    if folder.parent.name == "confirm":
+        return collect_runs(folder)
+    return confirm(plan, method, chosen["default_lr"], stage=DEFAULT_ARM)
 
 
 def budget_picks(runs: list[RunRecord]) -> dict[str, dict[float, dict[str, dict]]]:
