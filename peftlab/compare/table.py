@@ -29,9 +29,13 @@ def interval_cell(iv: Interval) -> str:
     return f"{iv.mean:.4f} ± {iv.std:.4f} [{iv.low:.4f}, {iv.high:.4f}] (n={iv.n})"
 
 
-def budget_label(result: dict) -> str:
+def budget_label(result: dict, with_limit: bool = True) -> str:
+    """with_limit=False where two arms share a row: each arm's budget is a fraction of its own largest run."""
+    label = f"{int(result['budget'] * 100)} % of {AXIS_NAMES[result['axis']]}"
+    if not with_limit:
+        return label
     unit = f"{result['limit']:.3g} FLOPs" if result["axis"] == "flops" else f"{result['limit']:.1f} s"
-    return f"{int(result['budget'] * 100)} % of {AXIS_NAMES[result['axis']]} ({unit})"
+    return f"{label} ({unit})"
 
 
 def verdict_cell(result: dict) -> str:

@@ -34,7 +34,10 @@ def ranks(result: dict) -> dict[str, str]:
 
 
 def tuning_tables(chosen: dict, tuned: list[dict], default: list[dict]) -> list[Table]:
-    verdicts = [[budget_label(t), verdict_cell(d), verdict_cell(t)] for t, d in zip(tuned, default, strict=True)]
+    verdicts = [
+        [budget_label(t, with_limit=False), verdict_cell(d), verdict_cell(t)]
+        for t, d in zip(tuned, default, strict=True)
+    ]
     header = ["budget", "each method at its YAML default lr", "each method at its tuned lr"]
     out = [Table("What tuning changed: the verdict on test", header, verdicts, "tuning-verdict")]
     full_tuned, full_default = at_full_flops(tuned), at_full_flops(default)
