@@ -21,8 +21,13 @@ from peftlab.errors import ConfigError
         (["hardware.strategy=horovod"], "hardware.strategy='horovod': allowed values are auto, ddp,"),
         (["hardware=ddp", "hardware.num_nodes=0"], "hardware.num_nodes=0: must be >= 1"),
         (["hardware=fsdp", "hardware.accelerator=cpu"], "hardware.strategy='fsdp': runs on GPUs only"),
-        (["hardware=fsdp"], "hardware.strategy=fsdp: not supported yet (adapter/ is written from rank 0's weights"),
-        (["hardware=deepspeed", "hardware.strategy=deepspeed_stage_3_offload"], "hardware.strategy=deepspeed_stage_3"),
+        (["hardware=fsdp"], None),  # sharded; adapter/ is gathered from the shards (run/gather.py)
+        (["hardware=fsdp", "peft=prefix"], "peft=prefix with hardware.strategy=fsdp: not supported (peft saves prompt"),
+        (["hardware=fsdp", "peft=qlora"], "peft=qlora with hardware.strategy=fsdp: not supported (a 4-bit base"),
+        (
+            ["hardware=deepspeed", "hardware.strategy=deepspeed_stage_3_offload"],
+            "hardware.strategy=deepspeed_stage_3_offload: not supported yet (ZeRO stage 3",
+        ),
         (["hardware=deepspeed"], None),  # ZeRO stage 2: the weights stay whole on every rank
     ],
 )

@@ -69,6 +69,7 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: give either ckpt_path or resume=auto, not both")
     if check_with_peft and isinstance(typed["peft"], PeftSettings):  # last: the one check that imports peft, torch
         typed["peft"].check_with_peft(model.model_type)
+        check_prompt_learning_sharding(typed["peft"], typed["hardware"])
     return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape)
 
 
@@ -76,17 +77,18 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
 # Lightning's FSDP or DeepSpeed strategies (QLoRA with them needs their own 4-bit storage setup, not built here).
 SHARDING_PREFIXES = ("fsdp", "deepspeed")
 FLOAT16_PRECISIONS = ("16-mixed", "16-true", "16")
-# Strategies that shard the parameters themselves (FSDP, ZeRO stage 3): not verified on GPUs yet, refused (issue 17).
-PARAMETER_SHARDING = ("fsdp", "deepspeed_stage_3")
+# FSDP shards the weights and adapter/ is gathered from the shards (run/gather.py). ZeRO stage 3 shards them too,
+# but DeepSpeed's gather is not built (deepspeed does not install on the machines we test on): refused.
+UNGATHERED_SHARDING = ("deepspeed_stage_3",)
 
 
 def check_hardware_fits(model: ModelSettings, peft: Any, hardware: HardwareSettings) -> None:
     """Combinations of model, method and hardware that would fail or silently train wrong, refused before work."""
-    if hardware.strategy.startswith(PARAMETER_SHARDING):
+    if hardware.strategy.startswith(UNGATHERED_SHARDING):
         raise ConfigError(
-            f"hardware.strategy={hardware.strategy}: not supported yet (adapter/ is written from rank 0's weights, "
-            "which it shards, and validation gives ranks unequal batch counts, which hangs sharded forwards); use "
-            "hardware=ddp, or hardware=deepspeed (ZeRO stage 2: optimizer state and gradients sharded)"
+            f"hardware.strategy={hardware.strategy}: not supported yet (ZeRO stage 3 shards the weights and "
+            "adapter/ is not gathered from DeepSpeed's shards); use hardware=fsdp (sharded, gathered), hardware=ddp, "
+            "or hardware=deepspeed (ZeRO stage 2: optimizer state and gradients sharded)"
         )
     if peft.capabilities.base_4bit and hardware.strategy.startswith(SHARDING_PREFIXES):
         raise ConfigError(
@@ -97,6 +99,17 @@ def check_hardware_fits(model: ModelSettings, peft: Any, hardware: HardwareSetti
         raise ConfigError(
             f"hardware.precision={hardware.precision}: model={model.name} overflows in float16; use bf16-mixed "
             "(GPUs with bfloat16), 32-true, or auto (picks one of them)"
+        )
+
+
+def check_prompt_learning_sharding(peft: PeftSettings, hardware: HardwareSettings) -> None:
+    """peft saves a prompt-learning adapter by running its prompt encoder on the live weights, which FSDP shards."""
+    from peft import PromptLearningConfig
+
+    if hardware.strategy.startswith("fsdp") and issubclass(peft.config_class(), PromptLearningConfig):
+        raise ConfigError(
+            f"peft={peft.method} with hardware.strategy={hardware.strategy}: not supported (peft saves prompt "
+            "embeddings from the live prompt encoder, which FSDP shards); use hardware=ddp"
         )
 
 

@@ -143,12 +143,13 @@ class TextDataModule(pl.LightningDataModule):
         # Several processes: each scores a disjoint slice, every row exactly once. Lightning's default
         # DistributedSampler pads the last slice with repeated rows, which would count them twice in the metrics.
         trainer = self.trainer
-        sampler = None
+        sampler, batch_size = None, self.settings.eval_batch_size
         if trainer is not None and trainer.world_size > 1:
             sampler = UnrepeatedDistributedSampler(
                 self.val_dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
-        return self._loader(self.val_dataset, self.settings.eval_batch_size, shuffle=False, sampler=sampler)
+            batch_size = even_batch_size(len(self.val_dataset), trainer.world_size, batch_size)
+        return self._loader(self.val_dataset, batch_size, shuffle=False, sampler=sampler)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset, self.settings.eval_batch_size, shuffle=False)
@@ -167,3 +168,23 @@ class TextDataModule(pl.LightningDataModule):
             persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+
+def even_batch_size(rows: int, ranks: int, batch_size: int) -> int:
+    """A validation batch size that gives every rank the same number of batches, each row still scored once.
+
+    Why: with rows dealt unevenly (r has q or q + 1 of them), a rank with one batch more runs one forward more, and a
+    sharded model's forward is a collective (FSDP gathers its weights): the other ranks never join it and the job
+    hangs. Counts ceil(q / b) and ceil((q + 1) / b) differ only when b divides q, so the largest b <= batch_size that
+    does not (else the smallest above it) evens them out; rows split evenly need no change.
+    """
+    fewest = rows // ranks
+    if rows % ranks == 0:
+        return batch_size
+    if fewest == 0:
+        raise DataError(
+            f"validation: {rows} rows for {ranks} processes; each process needs at least one "
+            "(raise dataset.max_eval_rows or use fewer devices)"
+        )
+    below = [b for b in range(batch_size, 1, -1) if fewest % b]
+    return below[0] if below else next(b for b in range(batch_size + 1, fewest + 2) if fewest % b)

@@ -167,13 +167,14 @@ def _is_head(name: str, head_modules: list[str]) -> bool:
     return any(name == h or name.endswith("." + h) or name.startswith(h + ".") for h in head_modules)
 
 
-def save_pretrained(model, out_dir: Path, head_modules) -> None:
-    """peft models write adapter_config.json + adapter_model.safetensors; plain models a full checkpoint."""
-    model.save_pretrained(out_dir)
+def save_pretrained(model, out_dir: Path, head_modules, state_dict=None) -> None:
+    """peft models write adapter_config.json + adapter_model.safetensors; plain models a full checkpoint.
+    `state_dict`: the weights to write instead of the model's own (gathered from shards: run/gather.py)."""
+    model.save_pretrained(out_dir, **({} if state_dict is None else {"state_dict": state_dict}))
 
 
-def save_parallel(model, out_dir: Path, head_modules) -> None:
-    parallel_adapter.save_parallel_adapters(model, out_dir, head_modules)
+def save_parallel(model, out_dir: Path, head_modules, state_dict=None) -> None:
+    parallel_adapter.save_parallel_adapters(model, out_dir, head_modules, state_dict)
 
 
 def load_peft_adapter(base, folder: Path):
@@ -198,15 +199,16 @@ class Method:
     save: Callable = save_pretrained
     load: Callable = load_peft_adapter  # (fresh base, adapter folder) -> trained model
     load_kwargs: Callable = _no_load_kwargs  # extra from_pretrained arguments (a 4-bit base: quantization_config)
+    whole_model: bool = False  # save writes every weight, frozen ones too (a gather from shards must fetch them)
 
 
 # Validated settings type (config/peft_schema.py) -> builder. Every peft method shares one.
 METHODS: dict[type, Method] = {
     PeftSettings: Method(apply_peft, load_kwargs=peft_load_kwargs),
     ParallelAdapterSettings: Method(apply_parallel_adapters, save=save_parallel, load=load_parallel),
-    FullSettings: Method(apply_full, load=load_full_model),
-    HeadOnlySettings: Method(apply_head_only, load=load_full_model),
-    NoMethodSettings: Method(apply_none, save=lambda model, out_dir, head: None, load=load_none),
+    FullSettings: Method(apply_full, load=load_full_model, whole_model=True),
+    HeadOnlySettings: Method(apply_head_only, load=load_full_model, whole_model=True),
+    NoMethodSettings: Method(apply_none, save=lambda model, out_dir, head, state_dict=None: None, load=load_none),
 }
 
 
@@ -220,9 +222,14 @@ def apply_method(model: torch.nn.Module, settings, head_modules: list[str], shap
     return METHODS[type(settings)].apply(model, settings, head_modules, shape)
 
 
-def save_trained(model: torch.nn.Module, settings, head_modules: list[str], out_dir: Path) -> None:
+def saves_whole_model(settings) -> bool:
+    return METHODS[type(settings)].whole_model
+
+
+def save_trained(model: torch.nn.Module, settings, head_modules: list[str], out_dir: Path, state_dict=None) -> None:
+    """adapter/ in the method's format; `state_dict`: weights gathered from shards, written instead of the model's."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    METHODS[type(settings)].save(model, out_dir, head_modules)
+    METHODS[type(settings)].save(model, out_dir, head_modules, state_dict)
 
 
 def load_trained(base: torch.nn.Module, settings, folder: Path) -> torch.nn.Module:

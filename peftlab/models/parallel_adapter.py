@@ -85,20 +85,22 @@ def inject_parallel_adapters(model: nn.Module, config: dict) -> list[ParallelAda
     return adapters
 
 
-def adapter_state(model: nn.Module, head_modules: list[str]) -> dict[str, torch.Tensor]:
-    """The adapters' and the head's weights: what adapter/ needs on top of the frozen base."""
+def adapter_state(model: nn.Module, head_modules: list[str], state_dict=None) -> dict[str, torch.Tensor]:
+    """The adapters' and the head's weights: what adapter/ needs on top of the frozen base (from `state_dict` when
+    given: weights gathered from shards)."""
 
     def keep(name: str) -> bool:
         return f".{ATTR}." in name or any(name.startswith(h + ".") or f".{h}." in name for h in head_modules)
 
-    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if keep(k)}
+    state = model.state_dict() if state_dict is None else state_dict
+    return {k: v.detach().contiguous().cpu() for k, v in state.items() if keep(k)}
 
 
-def save_parallel_adapters(model: nn.Module, out_dir: Path, head_modules: list[str]) -> None:
+def save_parallel_adapters(model: nn.Module, out_dir: Path, head_modules: list[str], state_dict=None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {**model.peftlab_parallel_adapter_config, "head_modules": list(head_modules), "mergeable": False}
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-    save_file(adapter_state(model, head_modules), str(out_dir / WEIGHTS_FILE))
+    save_file(adapter_state(model, head_modules, state_dict), str(out_dir / WEIGHTS_FILE))
 
 
 def load_parallel_adapters(model: nn.Module, folder: str | Path) -> nn.Module:

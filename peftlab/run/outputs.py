@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from peftlab.config import RunSettings
-from peftlab.models.methods import save_trained
+from peftlab.models.methods import save_trained, saves_whole_model
 from peftlab.models.params import count_parameters, folder_bytes
+from peftlab.run.gather import gather_full_state, shards_parameters
 from peftlab.run.rundir import RunDir
 from peftlab.trainer.build import run_stats
 from peftlab.trainer.tracking import log_config, log_run_end
@@ -30,39 +31,73 @@ def record_start(run: RunDir, cfg: DictConfig, trainer: pl.Trainer, batch: dict,
     )
 
 
-def write_outputs(run: RunDir, settings: RunSettings, cfg: DictConfig, trainer: pl.Trainer, module, tokenizer,
-                  head: list[str], base_memory: dict, batch: dict) -> dict | None:  # fmt: skip
-    """After fit: the best validation weights into the module, then (rank 0) adapter/, metrics.json, the trackers'
-    summary and the final table. Returns the metrics report (None on other ranks)."""
-    kept = trainer.checkpoint_callbacks  # the one with a monitor keeps the best; last_checkpoint only the latest
+class RunOutputs(pl.Callback):
+    """adapter/, metrics.json, the trackers' summary and the final table, written after fit by rank 0.
+
+    A callback, so every launcher (one process, DDP, FSDP, SLURM, a SageMaker job) writes the same folder by the same
+    code. The trained weights are settled at train end, on every rank, while the strategy still holds them on their
+    devices (FSDP's shards are gathered to rank 0 there: a collective); the files are written at fit end, after
+    Lightning has finalised its loggers. `facts`: what fit knew before training (params, base memory, batch).
+    """
+
+    def __init__(self, run: RunDir, settings: RunSettings, cfg: DictConfig, tokenizer, head: list[str], facts: dict):
+        self.run, self.settings, self.cfg, self.tokenizer, self.head = run, settings, cfg, tokenizer, head
+        self.facts = facts
+        self.report: dict | None = None  # set on rank 0 once written
+        self._gathered: dict | None = None  # whole weights from shards (rank 0), written instead of the module's
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        best_path = _monitored(trainer)[1]
+        if shards_parameters(trainer.strategy):
+            whole = saves_whole_model(self.settings.peft)
+            self._gathered = gather_full_state(trainer.strategy.model, frozen=whole, prefix="model.")
+            if best_path and trainer.is_global_zero:  # the best validation's trainable weights over the last ones
+                self._gathered.update(checkpoint_weights(best_path, prefix="model."))
+        elif best_path:
+            load_trainable_weights(pl_module, best_path)  # adapter/ holds the best validation checkpoint
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if not trainer.is_global_zero:  # the other ranks read the same files; only rank 0 writes
+            return
+        run, settings = self.run, self.settings
+        save_trained(pl_module.model, settings.peft, self.head, run.adapter, self._gathered)
+        self.tokenizer.save_pretrained(run.adapter)
+        checkpoint, best_path = _monitored(trainer)
+        monitored = checkpoint is not None and checkpoint.monitor
+        report = build_metrics_report(
+            settings=settings,
+            params=self.facts["params"],
+            stats=run_stats(trainer),
+            monitor=checkpoint.monitor if monitored else f"val/{settings.dataset.metric}",
+            mode=checkpoint.mode if monitored else "max",
+            adapter_dir=run.adapter,
+            best_checkpoint=best_path or None,
+            base_memory=self.facts["base_memory"],
+            global_step=trainer.global_step,
+            epochs=trainer.current_epoch,
+        )
+        batch = self.facts["batch"]
+        report["effective_batch_size"] = batch["total"]
+        report["batch"] = batch
+        report["cost"] = _cost(self.cfg, report)
+        run.write_metrics(report)
+        log_run_end(trainer.loggers, report, run.adapter)  # summary metrics, adapter/ as an artifact, tracker closed
+        print_summary(report, run.root)
+        self.report = report
+
+
+def _monitored(trainer: pl.Trainer):
+    """(the checkpoint callback adapter/ is written from, its best file or ""): the one with a monitor keeps the
+    best; without one, last_checkpoint's latest."""
+    kept = trainer.checkpoint_callbacks
     checkpoint = next((c for c in kept if c.monitor), kept[0] if kept else None)
-    best_path = checkpoint.best_model_path if checkpoint is not None else ""
-    if best_path:
-        load_trainable_weights(module, best_path)  # adapter/ holds the best validation checkpoint
-    if not trainer.is_global_zero:
-        return None
-    save_trained(module.model, settings.peft, head, run.adapter)
-    tokenizer.save_pretrained(run.adapter)
-    monitored = checkpoint is not None and checkpoint.monitor
-    report = build_metrics_report(
-        settings=settings,
-        module=module,
-        stats=run_stats(trainer),
-        monitor=checkpoint.monitor if monitored else f"val/{settings.dataset.metric}",
-        mode=checkpoint.mode if monitored else "max",
-        adapter_dir=run.adapter,
-        best_checkpoint=best_path or None,
-        base_memory=base_memory,
-        global_step=trainer.global_step,
-        epochs=trainer.current_epoch,
-    )
-    report["effective_batch_size"] = batch["total"]
-    report["batch"] = batch
-    report["cost"] = _cost(cfg, report)
-    run.write_metrics(report)
-    log_run_end(trainer.loggers, report, run.adapter)  # summary metrics, adapter/ as an artifact, tracker closed
-    print_summary(report, run.root)
-    return report
+    return checkpoint, checkpoint.best_model_path if checkpoint is not None else ""
+
+
+def params_report(model: torch.nn.Module) -> dict:
+    """Trainable and total parameters, counted before fit (a sharding strategy leaves each rank a part of them)."""
+    trainable, total = count_parameters(model)
+    return {"trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 4)}
 
 
 def _cost(cfg: DictConfig, report: dict) -> dict | None:
@@ -85,15 +120,20 @@ def load_trainable_weights(module: torch.nn.Module, checkpoint_path: str) -> Non
             state = convert_zero_checkpoint_to_fp32_state_dict(checkpoint_path, Path(tmp) / "consolidated.pt")
         module.load_state_dict(state["state_dict"], strict=False)
         return
+    module.load_state_dict(checkpoint_weights(checkpoint_path), strict=False)
+
+
+def checkpoint_weights(checkpoint_path: str, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The (trainable-only) weights of a Lightning checkpoint file, keys without `prefix`."""
     # weights_only=False: Lightning checkpoints carry Python objects (loop state); the file is our own.
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
+    return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
 
 
 def build_metrics_report(
     *,
     settings,
-    module,
+    params: dict,
     stats,
     monitor: str,
     mode: str,
@@ -103,7 +143,6 @@ def build_metrics_report(
     global_step: int,
     epochs: int,
 ) -> dict:
-    trainable, total = count_parameters(module.model)
     history = stats.history
     scored = [h for h in history if monitor in h]
     pick = max if mode == "max" else min
@@ -118,7 +157,7 @@ def build_metrics_report(
         "best": best,
         "last": history[-1] if history else None,
         "history": history,
-        "params": {"trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 4)},
+        "params": params,
         "base_memory": base_memory,
         "adapter_dir": str(adapter_dir),
         "adapter_bytes": folder_bytes(adapter_dir),

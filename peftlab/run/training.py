@@ -20,7 +20,7 @@ from peftlab.models.fast_dropout import use_fast_dropout
 from peftlab.models.methods import apply_method, base_memory_footprint
 from peftlab.modules import PeftModule, build_module
 from peftlab.run.distributed import effective_batch
-from peftlab.run.outputs import record_start, write_outputs
+from peftlab.run.outputs import RunOutputs, params_report, record_start
 from peftlab.run.resume import checkpoint_to_resume
 from peftlab.run.rundir import RunDir
 from peftlab.run.setup import prepare_job
@@ -69,12 +69,13 @@ def fit(cfg: DictConfig, settings: RunSettings | None = None) -> RunResult:
     batch = effective_batch(settings.dataset.batch_size, trainer)
     if trainer.is_global_zero:  # the other ranks (processes) read the same files; only rank 0 writes
         record_start(run, cfg, trainer, batch, resumed=bool(tracker_runs))
+    facts = {"params": params_report(model), "base_memory": base_memory, "batch": batch}
+    outputs = RunOutputs(run, settings, cfg, job.tokenizer, job.head, facts)
+    trainer.callbacks.append(outputs)  # after RunStats: metrics.json reads what it measured
 
     with exit_quietly_on_sigterm():
         trainer.fit(module, datamodule=job.datamodule, ckpt_path=ckpt_path)
-
-    report = write_outputs(run, settings, cfg, trainer, module, job.tokenizer, job.head, base_memory, batch)
-    return RunResult(settings, module, trainer, job.datamodule, job.tokenizer, run.root, report)
+    return RunResult(settings, module, trainer, job.datamodule, job.tokenizer, run.root, outputs.report)
 
 
 @contextmanager

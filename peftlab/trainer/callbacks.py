@@ -99,8 +99,9 @@ class RunStats(pl.Callback):
             shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
             log.info("epoch %d step %d  %s", trainer.current_epoch, trainer.global_step, shown)
 
-    def on_fit_end(self, trainer, pl_module) -> None:
-        self.fit_seconds = time.perf_counter() - self._fit_start
+    def on_train_end(self, trainer, pl_module) -> None:
+        """Totals over processes, at train end: the collectives need the module still on its device (Lightning's
+        teardown moves it to the CPU before on_fit_end, and NCCL refuses CPU tensors)."""
         mine = self._peak_memory()
         self.per_rank = [{"rank": 0, **mine}]
         if trainer.world_size > 1:  # each process counted its own shard: samples/s is for all of them
@@ -114,6 +115,9 @@ class RunStats(pl.Callback):
                 {"rank": r, **{k: round(v, 1) for k, v in zip(MEMORY_KEYS, row, strict=True) if v >= 0}}
                 for r, row in enumerate(gathered)
             ]
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.fit_seconds = time.perf_counter() - self._fit_start
 
     @staticmethod
     def _peak_memory() -> dict:

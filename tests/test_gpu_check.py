@@ -1,0 +1,31 @@
+"""bench/gpu_check.py --cpu-smoke: every code path of the GPU check runs on CPU with tiny sizes, so it cannot rot
+between the rare sessions that get a GPU (issue 28). The GPU run itself: tests/test_gpu.py, or the script there."""
+
+import os
+import re
+import subprocess
+import sys
+
+from conftest import REPO, shared_split_dir
+
+CHECKS = {"lora_bf16", "qlora", "generation_serve", "fsdp", "resume", "throughput_sst2", "throughput_sql"}
+
+
+def test_cpu_smoke_passes_every_check_and_prints_one_table(tmp_path):
+    data = shared_split_dir("sst2").parent
+    shared_split_dir("text2sql_wikisql")
+    script = REPO / "bench" / "gpu_check.py"
+    command = [sys.executable, str(script), "--cpu-smoke", f"--data={data}", f"--work={tmp_path}"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = proc.stdout[proc.stdout.index("| check | result | seconds | figure |") :]
+    results = dict(re.findall(r"^\| (\w+) \| (pass|FAIL|skip) \| [\d.]+ \|", table, flags=re.M))
+    assert set(results) == CHECKS
+    skipped = {"fsdp"} | (set() if sys.version_info >= (3, 11) else {"throughput_sql"})  # trl: Python >= 3.11
+    assert {name for name, result in results.items() if result == "skip"} == skipped
+    assert "| fsdp | skip | 0.0 | Lightning's FSDP needs CUDA" in table  # its gather: tests/test_sharded_gather.py
+    # On CPU (fp32) the killed-and-resumed run ends with exactly the uninterrupted run's weights.
+    assert re.search(
+        r"== resume: pass in [\d.]+ s: killed at step \d+, resumed from \d+, 12 steps; .* 0$", proc.stdout, re.M
+    )
+    assert re.search(r"== throughput_sst2: pass .*: b8: [\d.]+ samples/s, [\d.]+× HF", proc.stdout)
