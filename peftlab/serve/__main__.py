@@ -36,6 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         sub.add_argument(
             "--adapter", action="append", type=_adapter_arg, required=name == "predict", metavar="NAME=PATH"
         )
+        sub.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: the GPU where one is visible)")
         if name == "predict":
             sub.add_argument("text", help="the input text (the task's first input column)")
             sub.add_argument("--use", help="answer with this adapter only (default: all)")
@@ -79,10 +80,10 @@ def http_options(args: argparse.Namespace) -> ServeOptions:
     return ServeOptions(**limits, api_key=args.api_key, adapter_roots=tuple(args.adapter_root))
 
 
-def load_server(adapters: list[tuple[str, str]]) -> "AdapterServer":
+def load_server(adapters: list[tuple[str, str]], device: str = "auto") -> "AdapterServer":
     from peftlab.serve.server import AdapterServer
 
-    server = AdapterServer()
+    server = AdapterServer(device=device)
     for name, path in adapters:
         server.add_adapter(name, path)
     return server
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     options = http_options(args) if args.command == "http" else None  # flags checked before the base loads
-    server = load_server(args.adapter or [])
+    server = load_server(args.adapter or [], args.device)
     if args.command == "predict":
         predict(server, args.text, args.use, args.json)
         return 0

@@ -90,7 +90,7 @@ def _run(server: AdapterServer, jobs: list[Job]) -> list[dict]:
     first = jobs[0].served
     model = server.groups[first.group]
     with server.tokenizer_lock:  # the training collator: same padding, same side
-        batch = first.collate([job.features for job in jobs])
+        batch = server.on_device(first.collate([job.features for job in jobs]))
     names = [job.adapter for job in jobs]
     if first.mixable:
         return _answer(server, model, jobs, batch, {"adapter_names": names})

@@ -72,11 +72,27 @@ def share_backbone(model: torch.nn.Module, backbone: torch.nn.Module) -> None:
     model.tie_weights()  # the language-model head reads the shared input embedding again
 
 
-class AdapterServer:
-    """Load the base once (lazily, from the first adapter's run unless given), then any number of adapters."""
+def serving_device(name: str) -> torch.device:
+    """--device: auto is the GPU where one is visible; a CUDA device asked for must be there."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {name}: not a device name (cpu, cuda, cuda:1 ...)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device is visible on this machine; use --device cpu")
+    return device
 
-    def __init__(self, base: ModelSettings | None = None):
+
+class AdapterServer:
+    """Load the base once (lazily, from the first adapter's run unless given), then any number of adapters.
+
+    `device`: where the base, the adapters and every batch live ("auto": the GPU where one is visible)."""
+
+    def __init__(self, base: ModelSettings | None = None, device: str = "auto"):
         self.base = base
+        self.device = serving_device(device)
         self.tokenizer = None
         self.backbone: torch.nn.Module | None = None
         self.backbone_loads = 0  # how many times base weights were read from disk (tests assert 1)
@@ -144,7 +160,8 @@ class AdapterServer:
             return
         self.tokenizer = load_tokenizer(self.base)
         source = model_source(self.base)
-        self.backbone = transformers.AutoModel.from_pretrained(source, dtype=getattr(torch, self.base.dtype)).eval()
+        dtype = getattr(torch, self.base.dtype)
+        self.backbone = transformers.AutoModel.from_pretrained(source, dtype=dtype).to(self.device).eval()
         self.backbone_loads += 1
 
     def _task_model(self, settings: RunSettings) -> torch.nn.Module:
@@ -156,7 +173,8 @@ class AdapterServer:
             config.id2label, config.label2id = dict(enumerate(labels)), {n: i for i, n in enumerate(labels)}
         config.pad_token_id = self.tokenizer.pad_token_id
         auto_class = getattr(transformers, AUTO_CLASSES[settings.shape])
-        model = auto_class.from_config(config, dtype=getattr(torch, self.base.dtype))
+        with self.device:  # the head is made where the shared body already is
+            model = auto_class.from_config(config, dtype=getattr(torch, self.base.dtype))
         share_backbone(model, self.backbone)
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.pad_token_id = self.tokenizer.pad_token_id
@@ -186,7 +204,7 @@ class AdapterServer:
         served = self.served(name)
         features = self.features(served, text, fields)
         with self.tokenizer_lock:
-            batch = served.collate([features])
+            batch = self.on_device(served.collate([features]))
         with self.lock:
             model = self.groups[served.group]
             model.set_adapter(name)
@@ -194,6 +212,9 @@ class AdapterServer:
                 with model.disable_adapter():
                     return self._answer(model, served, batch)
             return self._answer(model, served, batch)
+
+    def on_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def features(self, served: ServedAdapter, text: str | None, fields: dict | None) -> dict:
         """Encode one request exactly as training encoded rows (same encoder), with a dummy label; not yet padded."""
