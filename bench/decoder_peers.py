@@ -10,7 +10,8 @@ same validation rows. The peers:
 - TRL's SFTTrainer with the packing its docs recommend (`packing=True`: best-fit-decreasing bins of `max_length`
   tokens, padding-free with per-sequence position ids). Given its fastest settings on this CPU: fp32 and no gradient
   checkpointing (its defaults are bf16 and checkpointing on, both slower here), and bins of about one peftlab batch of
-  tokens (its default 1,024 is printed as a second line with --trl-lengths).
+  tokens (its default 1,024 is printed as a second line with --trl-lengths). On a GPU (bench/gpu_throughput.py) every
+  side trains in bf16.
 - Plain HF Trainer + DataCollatorForSeq2Seq with its own length grouping.
 Tokens/s counts every non-padding token trained on (prompt and answer), the same total on every side.
 """
@@ -59,10 +60,12 @@ def answer_loss(model, rows, tokenizer, batch_size: int = 16) -> float:
 
     collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             batch = collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+            batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             labels = batch["labels"][:, 1:]
             total += torch.nn.functional.cross_entropy(
@@ -81,10 +84,13 @@ def lora_config(settings):
 
 
 def common_arguments(settings, args, seed: int, steps: int) -> dict:
+    """The peers' shared TrainingArguments; on a GPU (args.device, bench/gpu_throughput.py) in bf16."""
+    device = getattr(args, "device", "cpu")
     return dict(
         output_dir=tempfile.mkdtemp(prefix="peer-"), learning_rate=args.lr, num_train_epochs=1,
         warmup_steps=int(settings.optim.warmup_ratio * steps), weight_decay=0.01, max_grad_norm=1.0,
-        logging_steps=10, save_strategy="no", report_to=[], use_cpu=True, seed=seed, dataloader_num_workers=0,
+        logging_steps=10, save_strategy="no", report_to=[], use_cpu=device == "cpu", bf16=device == "cuda",
+        seed=seed, dataloader_num_workers=0,
     )  # fmt: skip
 
 
@@ -122,7 +128,7 @@ def run_trl(cfg, args, data, seed: int, settings, tokenizer, max_length: int) ->
     model = AutoModelForCausalLM.from_pretrained(settings.model.name_or_path)
     tokens = sum(len(ids) for ids in data["train"]["input_ids"])
     steps = -(-tokens // max_length)  # about one bin per step
-    config = SFTConfig(per_device_train_batch_size=1, packing=True, max_length=max_length, bf16=False,
+    config = SFTConfig(per_device_train_batch_size=1, packing=True, max_length=max_length,
                        gradient_checkpointing=False, **common_arguments(settings, args, seed, steps))  # fmt: skip
     train = data["train"].remove_columns(["attention_mask"])
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer,

