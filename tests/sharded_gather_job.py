@@ -20,7 +20,7 @@ from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.models.loading import load_base_model, load_tokenizer
 from peftlab.models.methods import apply_method, load_trained, save_trained, saves_whole_model
 from peftlab.run.gather import gather_full_state
-from peftlab.run.rundir import RunDir
+from peftlab.rundir import RunDir
 
 
 def trained_model(run: Path):

@@ -8,9 +8,9 @@ from conftest import compose_config
 
 from peftlab.config import validate
 from peftlab.data.datamodule import TextDataModule
-from peftlab.data.demo import write_demo_sentiment
 from peftlab.errors import DataError
 from peftlab.models.loading import load_tokenizer
+from peftlab.offline.demo import write_demo_sentiment
 
 
 @pytest.fixture(scope="module")

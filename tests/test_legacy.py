@@ -1,14 +1,13 @@
-"""A run folder written by an earlier version still evaluates, exports and serves: RunDir upgrades its config."""
+"""A run folder written by an earlier version still evaluates, exports and serves: RunDir reads it by its version."""
 
 import pytest
 from conftest import compose_config, eval_config
 from omegaconf import OmegaConf
 
 from peftlab.config import validate
-from peftlab.config.legacy import upgrade_run_config
 from peftlab.run.evaluation import evaluate
-from peftlab.run.rundir import RunDir
 from peftlab.run.training import fit
+from peftlab.rundir import RunDir
 
 
 def test_a_run_from_before_methods_were_records_still_evaluates(tmp_path):
@@ -37,6 +36,22 @@ def test_old_peft_sections_get_their_methods_record(method, tmp_path):
     old = OmegaConf.to_container(cfg, resolve=True)
     for key in ("_target_", "capabilities"):
         old["peft"].pop(key)
-    settings = validate(upgrade_run_config(OmegaConf.create(old)), check_files=False)
+    run = RunDir(tmp_path / "old")
+    run.write_config(OmegaConf.create(old))
+    settings = validate(run.read_config(), check_files=False)
     assert settings.peft.method == method and settings.peft._target_ == cfg.peft._target_
     assert settings.peft.capabilities.base_4bit == (method == "qlora")
+
+
+def test_metrics_of_the_first_schema_read_as_todays(tmp_path):
+    import json
+
+    from peftlab.errors import ConfigError
+    from peftlab.rundir import METRICS_VERSION
+
+    run = RunDir(tmp_path)
+    run.metrics.write_text(json.dumps({"method": "lora", "best": None, "cost": None}))  # version 1: no schema_version
+    assert run.read_metrics() == {"method": "lora", "best": None, "schema_version": METRICS_VERSION}
+    run.metrics.write_text(json.dumps({"schema_version": METRICS_VERSION + 1}))
+    with pytest.raises(ConfigError, match=f"metrics.json schema {METRICS_VERSION + 1} is newer than this peftlab's"):
+        run.read_metrics()

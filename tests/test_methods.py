@@ -98,12 +98,12 @@ def test_qlora_keeps_the_head_out_of_4bit_and_loads_onto_the_ranks_own_gpu(tmp_p
 
 
 def test_a_twin_never_overwrites_a_folder_it_did_not_write(tmp_path):
-    from peftlab.models.tiny import materialise_twin
+    from peftlab.offline.twins import materialise_twin
 
     exported = tmp_path / "exported"  # e.g. `python -m peftlab.export ... out=exported`, passed as name_or_path
     exported.mkdir()
     (exported / "config.json").write_text("{}")
-    with pytest.raises(ConfigError, match=r"not a tiny twin; not overwriting it .*model\.init=pretrained"):
+    with pytest.raises(ConfigError, match=r"not a tiny twin; not overwriting it .*model\.init=null"):
         materialise_twin(str(exported), "gpt2", {"n_layer": 1}, "AutoModelForSequenceClassification")
     assert (exported / "config.json").read_text() == "{}"
     twin = materialise_twin(str(tmp_path / "twin"), "gpt2", {"n_layer": 1, "n_embd": 32, "n_head": 2},

@@ -8,8 +8,8 @@ from conftest import compose_config
 from omegaconf import OmegaConf
 
 from peftlab.errors import ConfigError
-from peftlab.run.rundir import RunDir
 from peftlab.run.training import fit
+from peftlab.rundir import RunDir
 
 
 def test_every_file_of_a_run_is_a_rundir_path_and_round_trips(tmp_path):
@@ -23,6 +23,11 @@ def test_every_file_of_a_run_is_a_rundir_path_and_round_trips(tmp_path):
     assert run.read_config().model.name == "minilm" and run.read_config().seed == cfg.seed
     assert run.last_checkpoint.is_file() and "state_dict" in torch.load(run.last_checkpoint, weights_only=False)
     assert RunDir.of_adapter(tmp_path) == (run.adapter, run) == RunDir.of_adapter(run.adapter)
+    best_step = result.report["best"]["step"]  # model_checkpoint's file, named by the pattern RunDir owns
+    assert run.checkpoint(best_step).is_file() and run.checkpoint(best_step).name.endswith(f"-step{best_step:06d}.ckpt")
+    with pytest.raises(ConfigError, match=f"no checkpoint of step {best_step + 1}"):
+        run.checkpoint(best_step + 1)
+    assert result.report["schema_version"] == 2 and "cost" not in result.report
 
     copy = RunDir(tmp_path / "copy")  # what write_* writes, read_* gives back
     copy.write_config(run.read_config())

@@ -111,8 +111,9 @@ def test_outputs_land_where_sagemaker_expects_and_a_killed_job_resumes(tmp_path)
     report = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert report["global_step"] == 60
     assert report["train_samples"] == (60 - resumed_from) * 8  # only the remaining steps ran
-    # Priced as the instance the job's environment names (peftlab.cost, the run's own metrics.json).
-    cost = report["cost"]
+    # Priced as the instance the job's environment names: cost.json, from its metrics.json, by the container.
+    assert "cost" not in report
+    cost = json.loads((tmp_path / "model" / "cost.json").read_text())
     assert (cost["instance_type"], cost["instance_count"], cost["prices_as_of"]) == ("ml.g4dn.xlarge", 1, "2024-06-01")
     hours = report["fit_time_s"] / 3600  # at conf/cost/sagemaker.yaml's g4dn.xlarge prices; rounded to 4 places
     assert cost["on_demand_usd"] == pytest.approx(hours * 0.7525, abs=1e-4)

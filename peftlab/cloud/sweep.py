@@ -30,7 +30,7 @@ from peftlab.config.sagemaker_schema import sagemaker_settings
 from peftlab.cost import price_table
 from peftlab.cost.sweep import JobCost, check_budget, sweep_cost_lines, sweep_maximum
 from peftlab.errors import ConfigError, PeftlabError
-from peftlab.run.rundir import RunDir
+from peftlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from peftlab.errors import PeftlabError
 from peftlab.report.collect import RunRecord, collect_runs
 from peftlab.report.summary import higher_is_better
 from peftlab.run.distributed import quoted_value
-from peftlab.run.rundir import RunDir
+from peftlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ def lr_grid(low: float, high: float, trials: int) -> list[float]:
 def _recorded(folder: Path) -> list[tuple[float, int]]:
     """(lr, seed) of each finished job in a sweep folder, from its config.yaml."""
     pairs = []
-    for metrics in folder.glob("*/metrics.json"):
-        cfg = RunDir(metrics.parent).read_config()
+    for job in RunDir.finished_jobs(folder):
+        cfg = job.read_config()
         pairs.append((float(cfg.peft.lr), int(cfg.seed)))
     return pairs
 
@@ -152,13 +152,6 @@ def budget_picks(runs: list[RunRecord]) -> dict[str, dict[float, dict[str, dict]
     return picks
 
 
-def checkpoint_at(run: Path, step: int) -> str:
-    found = sorted((run / "checkpoints").glob(f"*step{step:06d}.ckpt"))
-    if not found:
-        raise PeftlabError(f"{run}: no checkpoint of step {step} (confirm runs keep one per validation)")
-    return str(found[0])
-
-
 def score_on_test(plan: Plan, runs: list[RunRecord]) -> list[dict]:
     """Score every checkpoint a budget picked on the test split: the first and only time it is read.
 
@@ -182,7 +175,7 @@ def score_on_test(plan: Plan, runs: list[RunRecord]) -> list[dict]:
             continue
         cfg = RunDir(run.folder).read_config()  # the run's own model, method, data and held-out rows
         cfg = OmegaConf.merge(cfg, {"split": "test"})
-        scored = score_each(cfg, None, [checkpoint_at(run.folder, s) for s in todo])
+        scored = score_each(cfg, None, [str(RunDir(run.folder).checkpoint(s)) for s in todo])
         for step, (row, _) in zip(todo, scored, strict=True):
             rows.append({**row, "run": str(run.folder), "seed": run.seed, "step": step})
         path.write_text(json.dumps(rows, indent=2))

@@ -13,12 +13,13 @@ from pathlib import Path
 from peftlab.compare.stages import default_arm_folder
 from peftlab.compare.table import Table, budget_label, interval_cell, verdict_cell
 from peftlab.report.summary import higher_is_better
+from peftlab.rundir import RunDir
 
 
 def default_arm_folders(out: Path, chosen: dict) -> list[Path] | None:
     """Each method's folder of runs at its default rate; None when the comparison ran without the default arm."""
     folders = [default_arm_folder(out, method, c) for method, c in chosen.items()]
-    return folders if all(any(f.glob("*/metrics.json")) for f in folders) else None
+    return folders if all(RunDir.finished_jobs(f) for f in folders) else None
 
 
 def at_full_flops(results: list[dict]) -> dict:

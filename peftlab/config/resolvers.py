@@ -1,4 +1,5 @@
-"""OmegaConf resolvers used by conf/: where packaged models and the user cache live, a SLURM job's allocation."""
+"""OmegaConf resolvers used by conf/: where packaged models and the user cache live, a SLURM job's allocation, the
+checkpoint file names the run folder owns (peftlab/rundir.py)."""
 
 import importlib
 import os
@@ -7,6 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from peftlab.config import slurm
+from peftlab.rundir import CHECKPOINT_NAME
 
 
 def packaged_model_path(package: str) -> str:
@@ -34,6 +36,7 @@ def register_resolvers() -> None:
         "peftlab.user_cache": user_cache_dir,
         "peftlab.slurm_tasks_per_node": slurm.tasks_per_node,  # conf/hydra/launcher/slurm.yaml
         "peftlab.slurm_gpus_per_node": slurm.gpus_per_node,
+        "peftlab.checkpoint_name": lambda: CHECKPOINT_NAME,  # conf/callbacks/default.yaml: the run folder's names
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -40,18 +40,19 @@ class ModelSettings:
     name_or_path: str
     tokenizer: str | None = None
     dtype: str = "float32"
-    # pretrained: from_pretrained(name_or_path). random: an offline twin built from_config(model_type,
-    # config_overrides) and written to name_or_path once (see models/tiny.py). gguf: the GGUF file `gguf` names,
-    # converted to name_or_path once (models/gguf_import.py); a hub id there loads the hub's weights instead.
-    init: str = "pretrained"
+    # What writes name_or_path once before it is loaded, a `_target_` called with these settings (the offline
+    # sandbox, peftlab/offline/: a tiny twin built from_config(model_type, config_overrides), a GGUF conversion of
+    # the file `gguf` names); null: name_or_path is loaded as it is (a hub id, or a folder). A hub id in
+    # name_or_path loads the hub's weights whatever init says.
+    init: dict[str, Any] | None = None
     # encoder (BERT, DeBERTa), seq2seq (T5) or causal (GPT-2, BLOOM): with dataset.task it picks the head.
     architecture: str = "encoder"
     model_type: str | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
-    # init=random: how the twin's tokenizer is made (a `_target_` called with the twin's folder; see
-    # models/twin_tokenizers.py). The twin's vocabulary size and special token ids follow it.
+    # A twin's tokenizer (a `_target_` called with the twin's folder; see offline/twin_tokenizers.py). The twin's
+    # vocabulary size and special token ids follow it.
     twin_tokenizer: dict[str, Any] | None = None
-    # init=gguf: {file, package (the installed package holding it; null: file is a path), install (pip spec)}.
+    # A GGUF conversion's file: {file, package (the installed package holding it; null: file is a path), install}.
     gguf: dict[str, Any] | None = None
     # Tokenizers without a pad token (GPT-2): "eos" pads with the end-of-sequence token.
     pad_token: str | None = None
@@ -67,15 +68,8 @@ class ModelSettings:
     def __post_init__(self) -> None:
         check(bool(self.name_or_path), "name_or_path", self.name_or_path, "a hub id or a local folder")
         check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
-        check_choice("init", self.init, ("pretrained", "random", "gguf"))
-        check(self.init != "gguf" or bool(self.gguf), "gguf", self.gguf, "{file: ..., package: ...} when init=gguf")
+        check(self.init is None or "_target_" in self.init, "init", self.init, "null or {_target_: ...}")
         check_choice("architecture", self.architecture, ARCHITECTURES)
-        check(
-            self.init == "pretrained" or bool(self.model_type),
-            "model_type",
-            self.model_type,
-            "needed when init=random (e.g. gpt2, t5, bloom, deberta-v2)",
-        )
         check(self.pad_token in (None, "eos"), "pad_token", self.pad_token, "null or eos")
 
 

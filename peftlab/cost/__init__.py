@@ -7,6 +7,7 @@ are a dated table in config (conf/cost/<name>.yaml): nothing here asks AWS, so a
 reproducible, and nothing here imports boto3 or the SageMaker SDK (a local run imports this module).
 """
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from omegaconf import OmegaConf
 from peftlab.conf import CONF_DIR
 from peftlab.config.checks import SettingError, check
 from peftlab.errors import ConfigError
-from peftlab.run.rundir import RunDir
+from peftlab.rundir import RunDir
 
 DEFAULT_PRICES = CONF_DIR / "cost" / "sagemaker.yaml"
 
@@ -231,7 +232,7 @@ def priced_instance(env: Mapping[str, str] | None = None) -> tuple[str | None, i
 
 
 def run_cost(cost_node, instance_type: str | None, instance_count: int, report: dict) -> dict | None:
-    """metrics.json's `cost` for a run on a priced instance: its measured s/step and what its fit cost."""
+    """A run's cost on a priced instance (cost.json): its measured s/step and what its fit cost; None unpriced."""
     if not instance_type or cost_node is None:
         return None
     table = price_table(cost_node)
@@ -247,3 +248,13 @@ def run_cost(cost_node, instance_type: str | None, instance_count: int, report: 
         "spot_usd": round(hours * price.spot * instance_count, 4),
         "prices_as_of": table.as_of,
     }
+
+
+def write_job_cost(run_dir: str | Path, env: Mapping[str, str] | None = None) -> dict | None:
+    """Inside a SageMaker job, after training: the run's cost.json at the default table's prices, priced from its
+    metrics.json (the SageMaker container calls it; a local run has no price and writes nothing)."""
+    run = RunDir(run_dir)
+    cost = run_cost(OmegaConf.load(DEFAULT_PRICES), *priced_instance(env), run.read_metrics())
+    if cost is not None:
+        run.cost.write_text(json.dumps(cost, indent=2))
+    return cost

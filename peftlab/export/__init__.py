@@ -15,7 +15,7 @@ from peftlab.errors import ConfigError
 from peftlab.export.card import model_card
 from peftlab.export.merge import DTYPES, MERGERS, MergedModel
 from peftlab.models.params import folder_bytes
-from peftlab.run.rundir import RunDir
+from peftlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

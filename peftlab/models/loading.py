@@ -10,8 +10,6 @@ from peftlab.compat import expose_past_key_values, keep_exact_4bit_layout
 from peftlab.config.schema import ModelSettings
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.errors import ConfigError
-from peftlab.models.gguf_import import materialise_gguf
-from peftlab.models.tiny import materialise_twin
 
 # Task shape (config/tasks.py) -> transformers auto class that adds the right head.
 AUTO_CLASSES = {
@@ -89,40 +87,19 @@ def load_tokenizer(settings: ModelSettings):
 
 
 def model_source(settings: ModelSettings) -> str:
-    """The folder or hub id to load; an offline twin (init=random) or a GGUF conversion (init=gguf) is written
-    there first, once."""
-    write = LOCAL_SOURCES.get(settings.init)
-    if write is not None and not _is_hub_id(settings.name_or_path):
-        write(settings)
+    """The folder or hub id to load; model.init (an offline twin, a GGUF conversion: peftlab/offline/) writes the
+    folder there first, once."""
+    if settings.init is not None and not _is_hub_id(settings.name_or_path):
+        from hydra.utils import instantiate
+
+        instantiate(settings.init, settings)
     return settings.name_or_path
-
-
-def _write_twin(settings: ModelSettings) -> None:
-    tokenizer = _plain(settings.twin_tokenizer)
-    materialise_twin(
-        settings.name_or_path, settings.model_type, dict(settings.config_overrides), "AutoModel", tokenizer=tokenizer
-    )
-
-
-def _write_gguf_conversion(settings: ModelSettings) -> None:
-    materialise_gguf(settings.name_or_path, _plain(settings.gguf))
-
-
-# model.init -> what writes the folder name_or_path names before it is loaded (pretrained: nothing).
-LOCAL_SOURCES = {"random": _write_twin, "gguf": _write_gguf_conversion}
 
 
 def _is_hub_id(name: str) -> bool:
     """`org/name` not found on disk: the hub's weights are asked for (a cache folder is always an absolute path)."""
     path = Path(name).expanduser()
     return not path.is_absolute() and not path.exists() and name.count("/") == 1
-
-
-def _plain(spec) -> dict | None:
-    """An OmegaConf node (or dict) as a plain dict, for the twin's spec file."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else (dict(spec) if spec else None)
 
 
 def load_base_model(

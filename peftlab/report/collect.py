@@ -8,6 +8,7 @@ import yaml
 
 from peftlab.errors import PeftlabError
 from peftlab.report.flops import training_flops
+from peftlab.rundir import RunDir
 
 
 @dataclass
@@ -34,7 +35,7 @@ class RunRecord:
 
 
 def load_run(folder: Path) -> RunRecord:
-    report = json.loads((folder / "metrics.json").read_text())
+    report = RunDir(folder).read_metrics()
     params, monitor = report["params"], report["monitor"]
 
     def flops(tokens: int) -> float:
@@ -77,7 +78,7 @@ NOT_COMPARED = ("seed", "peft")
 
 def job_overrides(folder: Path) -> dict[str, str]:
     """The job's command-line overrides as Hydra recorded them (`.hydra/overrides.yaml`), key -> value."""
-    path = folder / ".hydra" / "overrides.yaml"
+    path = RunDir(folder).overrides
     if not path.is_file():
         return {}
     pairs = (str(item).lstrip("+~").partition("=") for item in yaml.safe_load(path.read_text()) or [])
@@ -107,7 +108,7 @@ def unfinished_jobs(sweep_dir: str | Path) -> list[dict]:
     their status, reason and overrides, for the report's table of jobs that did not finish."""
     rows = []
     for record in sorted(Path(sweep_dir).glob("*/job.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
-        if (record.parent / "metrics.json").is_file():
+        if RunDir(record.parent).finished:
             continue
         job = json.loads(record.read_text())
         overrides = " ".join(f"{k}={v}" for k, v in job_overrides(record.parent).items())
@@ -120,9 +121,9 @@ def collect_runs(sweep_dir: str | Path) -> list[RunRecord]:
     root = Path(sweep_dir).expanduser()
     if not root.is_dir():
         raise PeftlabError(f"{root}: no such sweep folder")
-    files = sorted(root.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name))
-    if not files:
+    jobs = RunDir.finished_jobs(root)
+    if not jobs:
         raise PeftlabError(f"{root}: no finished runs (no */metrics.json)")
-    runs = [load_run(path.parent) for path in files]
+    runs = [load_run(job.root) for job in jobs]
     label_runs(runs)
     return runs

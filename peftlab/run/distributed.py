@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from peftlab.errors import PeftlabError
-from peftlab.run.rundir import RunDir
+from peftlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

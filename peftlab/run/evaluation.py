@@ -17,8 +17,8 @@ from peftlab.models.methods import apply_method, load_trained
 from peftlab.modules import build_module
 from peftlab.run.artifacts import fetch_artifact
 from peftlab.run.outputs import load_trainable_weights
-from peftlab.run.rundir import RunDir
 from peftlab.run.setup import prepare_job
+from peftlab.rundir import RunDir
 from peftlab.trainer.build import build_trainer
 
 log = logging.getLogger(__name__)

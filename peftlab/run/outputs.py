@@ -14,7 +14,7 @@ from peftlab.config import RunSettings
 from peftlab.models.methods import save_trained, saves_whole_model
 from peftlab.models.params import count_parameters, folder_bytes
 from peftlab.run.gather import gather_full_state, shards_parameters
-from peftlab.run.rundir import RunDir
+from peftlab.rundir import RunDir
 from peftlab.trainer.build import run_stats
 from peftlab.trainer.tracking import log_config, log_run_end
 
@@ -79,8 +79,7 @@ class RunOutputs(pl.Callback):
         batch = self.facts["batch"]
         report["effective_batch_size"] = batch["total"]
         report["batch"] = batch
-        report["cost"] = _cost(self.cfg, report)
-        run.write_metrics(report)
+        report = run.write_metrics(report)
         log_run_end(trainer.loggers, report, run.adapter)  # summary metrics, adapter/ as an artifact, tracker closed
         print_summary(report, run.root)
         self.report = report
@@ -98,14 +97,6 @@ def params_report(model: torch.nn.Module) -> dict:
     """Trainable and total parameters, counted before fit (a sharding strategy leaves each rank a part of them)."""
     trainable, total = count_parameters(model)
     return {"trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 4)}
-
-
-def _cost(cfg: DictConfig, report: dict) -> dict | None:
-    """Inside a SageMaker job (which names its instance in the environment): measured s/step and what the fit cost
-    at the cost group's prices. None elsewhere: a local run has no price."""
-    from peftlab.cost import priced_instance, run_cost
-
-    return run_cost(cfg.get("cost"), *priced_instance(), report)
 
 
 def load_trainable_weights(module: torch.nn.Module, checkpoint_path: str) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from peftlab.config import RunSettings
 from peftlab.errors import ConfigError
-from peftlab.run.rundir import LAST
+from peftlab.rundir import LAST
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from peftlab.modules import PeftModule, build_module
 from peftlab.run.distributed import effective_batch
 from peftlab.run.outputs import RunOutputs, params_report, record_start
 from peftlab.run.resume import checkpoint_to_resume
-from peftlab.run.rundir import RunDir
 from peftlab.run.setup import prepare_job
+from peftlab.rundir import RunDir
 from peftlab.trainer.build import build_trainer
 from peftlab.trainer.tracking import check_trackers, resume_kwargs
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from peftlab.rundir import RunDir
+
 UNSAFE_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".ckpt")  # pickle formats: loading them can run code
 
 
@@ -57,7 +59,7 @@ def allowed_folder(path: str, options: ServeOptions) -> Path:
     for candidate in [given] if given.is_absolute() else [root / given for root in roots]:
         resolved = candidate.resolve()
         if resolved.is_dir() and any(resolved.is_relative_to(root) for root in roots):
-            adapter = resolved / "adapter" if (resolved / "adapter").is_dir() else resolved
+            adapter = RunDir(resolved).adapter if RunDir(resolved).adapter.is_dir() else resolved
             if not (adapter / "adapter_model.safetensors").is_file():
                 raise HTTPException(400, f"path {path}: no adapter_model.safetensors (only safetensors are loaded)")
             unsafe = sorted(p.name for p in adapter.iterdir() if p.suffix in UNSAFE_WEIGHTS)

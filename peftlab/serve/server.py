@@ -25,7 +25,7 @@ from peftlab.data.formatting import required_columns, row_from_text
 from peftlab.errors import ConfigError
 from peftlab.models.loading import AUTO_CLASSES, load_tokenizer, model_source
 from peftlab.modules.generation import generate_answers
-from peftlab.run.rundir import RunDir
+from peftlab.rundir import RunDir
 
 # torch's load_state_dict message for tensors of other shapes: the adapter was trained on another base.
 SIZE_MISMATCH = re.compile(r"size mismatch")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from peftlab.run.rundir import LAST
+from peftlab.rundir import LAST
 
 log = logging.getLogger(__name__)
 

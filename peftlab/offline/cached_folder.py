@@ -25,7 +25,7 @@ def write_once(folder: str, marker_name: str, spec: dict, build: Callable[[Path]
     if out.is_dir() and any(out.iterdir()) and not marker.is_file():
         raise ConfigError(
             f"model.name_or_path={folder}: holds a model {foreign}; not overwriting it "
-            "(to load its weights set model.init=pretrained)"
+            "(to load its weights set model.init=null)"
         )
     tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

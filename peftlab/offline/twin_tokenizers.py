@@ -18,7 +18,7 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-from peftlab.data.demo import demo_sentence
+from peftlab.offline.demo import demo_sentence
 
 
 def _gpt2_files() -> tuple[Path, Path]:

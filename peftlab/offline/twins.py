@@ -2,7 +2,7 @@
 
 The twin is written once (seeded) to a folder as an ordinary checkpoint, tokenizer included, so everything
 downstream — tokenisation, 4-bit loading, adapters, save/reload — goes through the same `from_pretrained` path as a
-hub model. The tokenizer comes first (models/twin_tokenizers.py): the model's vocabulary size and its special token
+hub model. The tokenizer comes first (offline/twin_tokenizers.py): the model's vocabulary size and its special token
 ids are read from it, as a hub config's are set from its tokenizer.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from peftlab.models.cached_folder import write_once
+from peftlab.offline.cached_folder import write_once
 
 TWIN_MARKER = "peftlab_twin.json"
 
@@ -56,3 +56,12 @@ def _vocabulary_of(tokenizer) -> dict:
     """Config values a model takes from its tokenizer: vocabulary size and the special token ids it has."""
     ids = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("pad", "bos", "eos")}
     return {"vocab_size": len(tokenizer), **{key: value for key, value in ids.items() if value is not None}}
+
+
+def write_twin(model) -> Path:
+    """model.init of a twin (conf/model/*_tiny.yaml): its random-weight folder at model.name_or_path, written once
+    from model_type, config_overrides and twin_tokenizer (ModelSettings)."""
+    tokenizer = dict(model.twin_tokenizer) if model.twin_tokenizer else None
+    return materialise_twin(
+        model.name_or_path, model.model_type, dict(model.config_overrides), "AutoModel", tokenizer=tokenizer
+    )

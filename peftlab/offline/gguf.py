@@ -14,7 +14,7 @@ import torch
 import transformers
 
 from peftlab.errors import ConfigError
-from peftlab.models.cached_folder import write_once
+from peftlab.offline.cached_folder import write_once
 
 GGUF_MARKER = "peftlab_gguf.json"
 
@@ -38,7 +38,7 @@ def locate_gguf(file: str, package: str | None = None, install: str | None = Non
 def load_gguf_tokenizer(file: str, package: str | None = None, install: str | None = None, folder: str | None = None):
     """The tokenizer stored in a GGUF (vocabulary, merges, special tokens, chat template) as a transformers one.
 
-    `folder` is accepted so this can be a twin's `twin_tokenizer` (models/tiny.py calls it with the twin's folder)."""
+    `folder` is accepted so this can be a twin's `twin_tokenizer` (offline/twins.py calls it with the twin's folder)."""
     path = locate_gguf(file, package, install)
     return transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
@@ -66,3 +66,9 @@ def convert_gguf(path: Path, out: Path) -> None:
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+def write_conversion(model) -> Path:
+    """model.init of a GGUF-packaged model (conf/model/smollm2.yaml): the file model.gguf names, converted once into
+    the transformers folder model.name_or_path."""
+    return materialise_gguf(model.name_or_path, dict(model.gguf))
