@@ -95,7 +95,7 @@ def common_arguments(settings, args, seed: int, steps: int) -> dict:
 
 
 def run_peftlab(cfg, args, data) -> dict:
-    from peftlab.run.training import fit
+    from peftlab.run import fit
 
     result = fit(cfg)
     report = result.report

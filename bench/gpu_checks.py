@@ -20,7 +20,7 @@ class Skip(Exception):
 
 
 def fit_run(ctx, name: str, overrides: list[str], hardware: str | None = None):
-    from peftlab.run.training import fit
+    from peftlab.run import fit
 
     return fit(ctx.compose(name, overrides, hardware))
 

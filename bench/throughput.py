@@ -79,7 +79,7 @@ PEERS = {"grouped": "peer (HF Trainer, grouped)", "random": "peer (HF Trainer, r
 def run_peftlab(cfg) -> dict:
     import pytorch_lightning as pl
 
-    from peftlab.run.training import fit
+    from peftlab.run import fit
 
     result = fit(cfg)
     (metrics,) = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False).validate(

@@ -36,10 +36,33 @@ CHECKPOINT_NAME = "epoch{epoch:02d}-step{step:06d}"
 ADAPTER_FILES = ("adapter_config.json", "parallel_adapter_config.json", "config.json")
 
 
+class _Path:
+    """A file or folder of the run folder, read as an attribute (`run.metrics`): its name, in one place.
+    `under`: "root" (the run folder) or "checkpoints" (which may live elsewhere)."""
+
+    def __init__(self, *parts: str, under: str = "root"):
+        self.parts, self.under = parts, under
+
+    def __get__(self, run: "RunDir", owner=None) -> Path:
+        return getattr(run, self.under).joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class RunDir:
     root: Path
     checkpoint_dir: Path | None = None  # None: <root>/checkpoints
+
+    config = _Path("config.yaml")
+    metrics = _Path("metrics.json")
+    cost = _Path("cost.json")
+    adapter = _Path("adapter")
+    last_checkpoint = _Path(LAST, under="checkpoints")
+    tracker_runs = _Path("tracker_runs.json", under="checkpoints")  # beside what a restarted job gets back
+    overrides = _Path(".hydra", "overrides.yaml")
+    # evaluate.py's outputs (its run folder is its own)
+    eval_metrics = _Path("eval_metrics.json")
+    compare_csv = _Path("compare.csv")
+    compare_md = _Path("compare.md")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser())
@@ -47,28 +70,8 @@ class RunDir:
             object.__setattr__(self, "checkpoint_dir", Path(self.checkpoint_dir).expanduser())
 
     @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def cost(self) -> Path:
-        return self.root / "cost.json"
-
-    @property
-    def adapter(self) -> Path:
-        return self.root / "adapter"
-
-    @property
     def checkpoints(self) -> Path:
         return self.checkpoint_dir or self.root / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / LAST
 
     def checkpoint(self, step: int) -> Path:
         """The checkpoint model_checkpoint wrote at global step `step` (compare keeps one per validation)."""
@@ -77,27 +80,6 @@ class RunDir:
         if not found:
             raise ConfigError(f"{self.root}: no checkpoint of step {step} in {self.checkpoints}")
         return found[0]
-
-    @property
-    def tracker_runs(self) -> Path:
-        return self.checkpoints / "tracker_runs.json"  # beside what a restarted job gets back
-
-    @property
-    def overrides(self) -> Path:
-        return self.root / ".hydra" / "overrides.yaml"
-
-    # evaluate.py's outputs (its run folder is its own)
-    @property
-    def eval_metrics(self) -> Path:
-        return self.root / "eval_metrics.json"
-
-    @property
-    def compare_csv(self) -> Path:
-        return self.root / "compare.csv"
-
-    @property
-    def compare_md(self) -> Path:
-        return self.root / "compare.md"
 
     def predictions(self, index: int) -> Path:
         return self.root / f"predictions-{index}.jsonl"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import compose_config
 
-from peftlab.run.training import fit
+from peftlab.run import fit
 
 TINY = ["trainer.max_epochs=1", "dataset.max_train_rows=64", "dataset.max_eval_rows=16"]
 SENTENCE = "a moving, beautifully acted film"

@@ -8,8 +8,8 @@ import pytest
 from conftest import compose_config, eval_config, run_cli
 
 from peftlab.errors import ConfigError
+from peftlab.run import fit
 from peftlab.run.evaluation import evaluate
-from peftlab.run.training import fit
 
 DATA = ["dataset.max_train_rows=320", "dataset.max_eval_rows=200", "seed=3"]
 

@@ -19,8 +19,8 @@ from peftlab.export import NOT_MERGEABLE_MESSAGE, export_run
 from peftlab.export.__main__ import export
 from peftlab.models.loading import load_base_model
 from peftlab.models.methods import load_trained
+from peftlab.run import fit
 from peftlab.run.evaluation import evaluate
-from peftlab.run.training import fit
 
 # Tiny runs: a few steps at a high learning rate, so the adapter moves the weights well beyond the tolerance.
 TINY = ["dataset.max_train_rows=96", "dataset.max_eval_rows=32", "trainer.max_epochs=1", "peft.lr=3e-2"]

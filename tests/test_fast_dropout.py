@@ -53,7 +53,7 @@ def test_every_dropout_of_a_lora_model_is_swapped(tmp_path):
 def test_the_flag_reaches_the_trained_model(tmp_path):
     """On by default (so every other training test runs with it, test_train's falling loss included); false keeps
     torch's nn.Dropout."""
-    from peftlab.run.training import fit
+    from peftlab.run import fit
 
     for flag, expected in (("true", {"FastDropout"}), ("false", {"Dropout"})):
         shrink = ["dataset.max_train_rows=64", "dataset.max_eval_rows=64", "trainer.max_epochs=1"]

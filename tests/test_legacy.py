@@ -5,8 +5,8 @@ from conftest import compose_config, eval_config
 from omegaconf import OmegaConf
 
 from peftlab.config import validate
+from peftlab.run import fit
 from peftlab.run.evaluation import evaluate
-from peftlab.run.training import fit
 from peftlab.rundir import RunDir
 
 

@@ -11,7 +11,7 @@ from conftest import compose_config, option_names
 from hydra.utils import instantiate
 
 from peftlab.errors import ConfigError
-from peftlab.run.training import fit
+from peftlab.run import fit
 from peftlab.trainer.tracking import summary_metrics
 
 # The GPT-2 twin on 64 demo rows: 2 epochs of 4 steps, seconds per run.

@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import compose_config, shared_split_dir
 
-from peftlab.run.training import fit
+from peftlab.run import fit
 
 
 @pytest.mark.slow

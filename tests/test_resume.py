@@ -190,7 +190,7 @@ def test_a_crash_during_save_leaves_the_old_last_ckpt_intact(checkpoints, monkey
 
 def test_last_ckpt_is_the_latest_validation_even_when_the_metric_did_not_improve(tmp_path):
     """Lightning 2.6 writes save_last only with a new top-k checkpoint; resume=auto must not go back to the best."""
-    from peftlab.run.training import fit
+    from peftlab.run import fit
 
     base = [o for o in RUN if "checkpoint" not in o and "max_steps" not in o]
     frozen = ["peft.lr=1e-12", "trainer.max_epochs=3", "trainer.max_steps=-1"]  # the same accuracy every epoch

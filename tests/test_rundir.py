@@ -8,7 +8,7 @@ from conftest import compose_config
 from omegaconf import OmegaConf
 
 from peftlab.errors import ConfigError
-from peftlab.run.training import fit
+from peftlab.run import fit
 from peftlab.rundir import RunDir
 
 

@@ -17,8 +17,9 @@ from omegaconf import OmegaConf
 from peftlab.cli import run_command
 from peftlab.cloud.settings import MissingSettingError, resolve_aws_settings
 from peftlab.config.sagemaker_schema import sagemaker_settings
-from peftlab.cost import estimate, format_table, load_prices, priced_instance
+from peftlab.cost import estimate, format_table, load_prices
 from peftlab.cost.__main__ import cost
+from peftlab.cost.job import priced_instance
 from peftlab.errors import ConfigError
 
 ROLE = "arn:aws:iam::123456789012:role/peftlab-sagemaker"
@@ -330,7 +331,7 @@ def test_secret_looking_overrides_and_environment_are_refused(tmp_path):
 
 
 def test_a_runs_report_carries_its_cost_on_a_priced_instance():
-    from peftlab.cost import run_cost
+    from peftlab.cost.job import run_cost
 
     prices = OmegaConf.load(CONF / "cost" / "sagemaker.yaml")
     report = {"global_step": 56_850, "train_time_s": 56_850 * 0.20, "fit_time_s": 56_850 * 0.20}

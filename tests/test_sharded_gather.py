@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from peftlab.data.datamodule import even_batch_size
 from peftlab.errors import DataError
-from peftlab.run.training import fit
+from peftlab.run import fit
 
 METHODS = ["lora", "adapters", "head_only"]
 TINY = ["model=gpt2_tiny", "dataset.max_train_rows=32", "dataset.max_eval_rows=16", "dataset.batch_size=8",

@@ -5,6 +5,7 @@ There is no SLURM cluster here: `sbatch` and `srun` are stand-ins on PATH. The `
 given and fails the submission, so a test reads exactly what a cluster would receive and nothing waits on a queue.
 """
 
+import dataclasses
 import os
 import stat
 
@@ -176,7 +177,8 @@ def ddp_cpu_settings(monkeypatch, tmp_path):
 
     monkeypatch.setattr(distributed, "in_multirun", lambda: True)  # as in a -m sweep job
     cfg = compose_config(["hardware=ddp", "hardware.accelerator=cpu", "hardware.devices=2"], tmp_path / "run")
-    return cfg, validate(cfg, check_with_peft=False)
+    settings = validate(cfg, check_with_peft=False)
+    return cfg, dataclasses.replace(settings, composed=cfg)  # as run.job_settings, without peft's check
 
 
 def test_a_sweep_job_trains_in_the_srun_task(slurm_task, ddp_cpu_settings):
@@ -202,8 +204,8 @@ def test_lightning_takes_the_ranks_from_slurm(slurm_task, ddp_cpu_settings):
 
     from peftlab.trainer.build import build_trainer
 
-    cfg, settings = ddp_cpu_settings
-    trainer = build_trainer(cfg, settings)  # peftlab sets no cluster environment of its own
+    _, settings = ddp_cpu_settings
+    trainer = build_trainer(settings)  # peftlab sets no cluster environment of its own
     env = trainer._accelerator_connector.cluster_environment
     assert isinstance(env, SLURMEnvironment) and env.creates_processes_externally
     assert (trainer.world_size, trainer.global_rank, trainer.local_rank) == (2, 1, 1)

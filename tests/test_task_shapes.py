@@ -13,7 +13,7 @@ from peftlab.data.datamodule import TextDataModule
 from peftlab.data.encoders import IGNORE_INDEX
 from peftlab.metrics import Bleu, ExactMatch, RougeL, classification_metrics
 from peftlab.models.loading import load_tokenizer
-from peftlab.run.training import fit
+from peftlab.run import fit
 
 CSQA_ROW = {
     "id": "q1",

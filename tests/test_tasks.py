@@ -7,7 +7,7 @@ from conftest import compose_config, shared_split_dir
 from peftlab.config import validate
 from peftlab.data.datamodule import TextDataModule
 from peftlab.models.loading import load_tokenizer
-from peftlab.run.training import fit
+from peftlab.run import fit
 
 
 def test_ag_news_four_classes_from_local_files(tmp_path):

@@ -10,7 +10,7 @@ from peft import PeftModel
 
 from peftlab.config import validate
 from peftlab.models.loading import load_base_model
-from peftlab.run.training import fit
+from peftlab.run import fit
 
 SHRINK = [
     "dataset.max_train_rows=640",

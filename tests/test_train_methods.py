@@ -9,7 +9,7 @@ from conftest import compose_config
 
 from peftlab.models.loading import load_base_model
 from peftlab.models.methods import load_kwargs_for, load_trained
-from peftlab.run.training import fit
+from peftlab.run import fit
 
 COMBOS = [
     ("gpt2_tiny", "loraplus"),

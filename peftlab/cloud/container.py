@@ -92,7 +92,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
     code = child.wait()
     if code == 0 and script(dict(os.environ)).name == "train.py" and os.environ.get("SM_MODEL_DIR"):
-        from peftlab.cost import write_job_cost
+        from peftlab.cost.job import write_job_cost
 
         write_job_cost(os.environ["SM_MODEL_DIR"])  # cost.json beside metrics.json, into model.tar.gz
     return code

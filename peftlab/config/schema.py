@@ -184,3 +184,9 @@ class RunSettings:
     ckpt_path: str | None = None
     resume: str | None = None  # null or auto: continue from paths.checkpoint_dir/last.ckpt when it exists
     shape: str = "classify"  # from (dataset.task, model.architecture); see config/tasks.py
+    # Where the run folder is (paths.output_dir, paths.checkpoint_dir), and the composed config itself: written as
+    # config.yaml, logged as the trackers' hyper-parameters, and the Trainer/callbacks/logger nodes instantiated
+    # from it. Set by peftlab.run for a job (run/settings.py); None where only the groups are checked (serve).
+    output_dir: str | None = None
+    checkpoint_dir: str | None = None
+    composed: Any = None

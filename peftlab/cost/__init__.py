@@ -1,14 +1,12 @@
 """Training cost: planned steps × seconds per step → hours, and on-demand / spot USD per instance type.
 
 The one place that prices training: `python -m peftlab.cost` (a plan, or a finished run at its measured speed),
-launch_sagemaker.py's dry run (the most a job can cost, and the table for its instance), a run's own metrics.json
-(`cost`, when it ran on a priced instance) and the sweep report (seconds per step from a run's metrics). The prices
-are a dated table in config (conf/cost/<name>.yaml): nothing here asks AWS, so an estimate works offline and is
-reproducible, and nothing here imports boto3 or the SageMaker SDK (a local run imports this module).
+launch_sagemaker.py's dry run (the most a job can cost, and the table for its instance), a SageMaker job's cost.json
+(cost/job.py) and the sweep report (seconds per step from a run's metrics). The prices are a dated table in config
+(conf/cost/<name>.yaml): nothing here asks AWS, so an estimate works offline and is reproducible, and nothing here
+imports boto3 or the SageMaker SDK. A local training run imports none of it: it has no price.
 """
 
-import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,44 +215,3 @@ def step_seconds(metrics: dict, where: str = "metrics.json") -> tuple[float, int
 def measured_seconds_per_step(run_dir: str | Path) -> tuple[float, int, int]:
     """step_seconds() of a finished run folder."""
     return step_seconds(RunDir(run_dir).read_metrics(), f"run={run_dir}: metrics.json")
-
-
-# What SageMaker's training toolkit sets in a job: the instance type of this host and how many hosts the job has.
-INSTANCE_ENV = ("SM_CURRENT_INSTANCE_TYPE", "SM_HOST_COUNT")
-
-
-def priced_instance(env: Mapping[str, str] | None = None) -> tuple[str | None, int]:
-    """(instance type, instance count) this process is billed for: inside a SageMaker job, what the job's
-    environment names; elsewhere (None, 1), and a local run has no price."""
-    env = os.environ if env is None else env
-    type_variable, count_variable = INSTANCE_ENV
-    return env.get(type_variable) or None, int(env.get(count_variable) or 1)
-
-
-def run_cost(cost_node, instance_type: str | None, instance_count: int, report: dict) -> dict | None:
-    """A run's cost on a priced instance (cost.json): its measured s/step and what its fit cost; None unpriced."""
-    if not instance_type or cost_node is None:
-        return None
-    table = price_table(cost_node)
-    if instance_type not in table.instances or not report.get("global_step"):
-        return None
-    price, hours = table.price(instance_type), report["fit_time_s"] / 3600
-    return {
-        "instance_type": instance_type,
-        "instance_count": instance_count,
-        "seconds_per_step": round(report["train_time_s"] / report["global_step"], 4),
-        "fit_hours": round(hours, 4),
-        "on_demand_usd": round(hours * price.on_demand * instance_count, 4),
-        "spot_usd": round(hours * price.spot * instance_count, 4),
-        "prices_as_of": table.as_of,
-    }
-
-
-def write_job_cost(run_dir: str | Path, env: Mapping[str, str] | None = None) -> dict | None:
-    """Inside a SageMaker job, after training: the run's cost.json at the default table's prices, priced from its
-    metrics.json (the SageMaker container calls it; a local run has no price and writes nothing)."""
-    run = RunDir(run_dir)
-    cost = run_cost(OmegaConf.load(DEFAULT_PRICES), *priced_instance(env), run.read_metrics())
-    if cost is not None:
-        run.cost.write_text(json.dumps(cost, indent=2))
-    return cost

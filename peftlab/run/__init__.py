@@ -1,22 +1,32 @@
-"""Run stage: train(cfg) and evaluate(cfg), what train.py and evaluate.py call.
+"""Run stage, its public surface: train(cfg) and evaluate(cfg), what train.py and evaluate.py call; fit(cfg) for
+callers that want the trained objects back.
 
-Both validate first, so a bad value fails before any data or weights load: our own checks in about a second,
+Each validates once, first, so a bad value fails before any data or weights load: our own checks in about a second,
 before torch is imported; what peft checks of its config class a few seconds later (importing peft imports torch).
 """
 
 from omegaconf import DictConfig
 
 from peftlab.config import validate
+from peftlab.run.settings import job_settings
 
 
 def train(cfg: DictConfig) -> float | None:
     """One training run; returns its best validation metric (the value a sweeper optimises)."""
-    settings = validate(cfg)
+    settings = job_settings(cfg)
     from peftlab.run import distributed, training
 
     if distributed.needs_own_process_group(settings):  # a -m sweep job on several processes
         return distributed.run_as_process_group()
-    return training.fit(cfg, settings).best_metric
+    return training.fit(settings).best_metric
+
+
+def fit(cfg: DictConfig):
+    """One training run in this process, returning its RunResult (module, trainer, data, metrics): for tests,
+    benchmarks and tools that look inside the trained model."""
+    from peftlab.run import training
+
+    return training.fit(job_settings(cfg))
 
 
 def evaluate(cfg: DictConfig) -> list[dict]:

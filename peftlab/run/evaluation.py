@@ -9,7 +9,6 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from peftlab.config import validate
 from peftlab.data.encoders import FINGERPRINT_KEYS
 from peftlab.data.heldout import HELD_OUT_KEYS, held_out_source
 from peftlab.errors import ConfigError
@@ -17,6 +16,7 @@ from peftlab.models.methods import apply_method, load_trained
 from peftlab.modules import build_module
 from peftlab.run.artifacts import fetch_artifact
 from peftlab.run.outputs import load_trainable_weights
+from peftlab.run.settings import job_settings
 from peftlab.run.setup import prepare_job
 from peftlab.rundir import RunDir
 from peftlab.trainer.build import build_trainer
@@ -81,10 +81,10 @@ def score_each(
     split = cfg.get("split", "validation")
     if split not in SPLITS:
         raise ConfigError(f"split={split}: allowed values are {', '.join(SPLITS)}")
-    settings = validate(cfg)
+    settings = job_settings(cfg)
     if split == "test":
         check_test_rows_unseen(settings.dataset, adapter_folder, saw_all_train)
-    trainer = build_trainer(cfg, settings, evaluation=True)  # cfg.trainer: +trainer.<arg> overrides apply
+    trainer = build_trainer(settings, evaluation=True)  # cfg.trainer: +trainer.<arg> overrides apply
     job = prepare_job(settings, trainer.strategy.root_device)
     base, datamodule, head = job.base, job.datamodule, job.head
     if adapter_folder is None:

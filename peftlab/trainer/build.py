@@ -1,7 +1,7 @@
-"""build_trainer(cfg, settings): the one place a pytorch_lightning.Trainer is made, for training and for evaluation.
+"""build_trainer(settings): the one place a pytorch_lightning.Trainer is made, for training and for evaluation.
 
-Everything comes from the composed config: cfg.trainer (so `+trainer.<arg>=...` reaches Lightning in train.py and
-evaluate.py alike), the callbacks and logger groups, and the precision the hardware option resolves to.
+Everything comes from the job's settings: the composed trainer node (so `+trainer.<arg>=...` reaches Lightning in
+train.py and evaluate.py alike), the callbacks and logger groups, and the precision the hardware option resolves to.
 """
 
 import pytorch_lightning as pl
@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from peftlab.config import RunSettings
 from peftlab.trainer.callbacks import RunStats
 from peftlab.trainer.hardware import check_hardware, resolve_precision
+from peftlab.trainer.tracking import check_trackers
 
 # evaluate.py scores one model on one process: no loggers, no checkpoints, none of the training callbacks.
 EVALUATION = {"devices": 1, "num_nodes": 1, "strategy": "auto", "logger": False, "enable_checkpointing": False}
@@ -28,14 +29,15 @@ def instantiate_collection(section: DictConfig | None, extra: dict[str, dict] | 
     ]
 
 
-def build_trainer(
-    cfg: DictConfig, settings: RunSettings, *, evaluation: bool = False, tracker_runs: dict | None = None
-) -> pl.Trainer:
-    """The run's Trainer. tracker_runs: logger kwargs that reattach a resumed job to its tracker runs."""
+def build_trainer(settings: RunSettings, *, evaluation: bool = False, tracker_runs: dict | None = None) -> pl.Trainer:
+    """The job's Trainer (settings from run/settings.py); before any data or weights load, so a missing strategy or
+    tracker package fails first. tracker_runs: logger kwargs that reattach a resumed job to its tracker runs."""
+    cfg = settings.composed
     check_hardware(settings.hardware)  # the strategy's package, a visible GPU: before Lightning reads them
     precision = resolve_precision(settings.hardware, settings.model)
     if evaluation:
         return instantiate(cfg.trainer, callbacks=[], precision=precision, **EVALUATION)
+    check_trackers(cfg.get("logger"))  # logger=mlflow without mlflow installed fails here, not after training
     callbacks = instantiate_collection(cfg.get("callbacks"))
     if not any(isinstance(c, RunStats) for c in callbacks):  # metrics.json is measured by it
         callbacks.append(RunStats())

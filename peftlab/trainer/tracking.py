@@ -186,7 +186,7 @@ def _start_wandb(logger: WandbLogger) -> None:
     """Start the W&B run now, so that a missing login is one line, and no earlier job's run is reused."""
     import wandb
 
-    if wandb.run is not None:  # left open by an earlier job of this process (a -m sweep) that failed
+    if wandb.run is not None and wandb.run is not logger._experiment:  # an earlier job's (a -m sweep), left open
         log.warning("wandb: finishing run %s left open by an earlier job in this process", wandb.run.id)
         wandb.finish(exit_code=1)
     try:
