@@ -1,6 +1,6 @@
 """HTTP front of an AdapterServer: a JSON API, OpenAI-style routes for generation adapters, and one page.
 
-Every answer goes through the micro-batcher (serve/batcher.py), so concurrent requests share model calls.
+Every answer goes through the micro-batcher (serve/microbatch.py), so concurrent requests share model calls.
 """
 
 from contextlib import asynccontextmanager
@@ -10,12 +10,12 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from peftlab.errors import PeftlabError
-from peftlab.serve.batching import BASE, Job
+from peftlab.serve.inference import BASE, Job
 from peftlab.serve.limits import ServeOptions, allowed_folder, check_texts, install_guard
-from peftlab.serve.openai_api import add_openai_routes
+from peftlab.serve.openai_routes import add_openai_routes
 from peftlab.serve.page import PAGE
-from peftlab.serve.server import AdapterServer
-from peftlab.serve.serving import Serving, sse
+from peftlab.serve.registry import AdapterServer
+from peftlab.serve.state import Serving, sse
 
 
 class PredictRequest(BaseModel):

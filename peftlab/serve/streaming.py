@@ -2,7 +2,7 @@
 
 transformers' TextStreamer takes one row only; generate() itself hands a streamer each step's new tokens for every
 row, so RowStreamer forwards each row's token to that row's listener. What a client is shown is held to a prefix of
-the final answer (batching.py cuts it: strip, stop strings, the row's max_new_tokens), so streamed text and
+the final answer (inference.py cuts it: strip, stop strings, the row's max_new_tokens), so streamed text and
 non-streamed text are the same: trailing spaces, a half-decoded character and the last len(stop) - 1 characters
 wait for the next token or for the final answer.
 """

@@ -14,7 +14,7 @@ import torch
 
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.errors import ConfigError
-from peftlab.serve.server import AdapterServer, ServedAdapter
+from peftlab.serve.registry import AdapterServer, ServedAdapter
 from peftlab.serve.streaming import RowStreamer
 
 BASE = "__base__"  # peft's name for "no adapter" in adapter_names (its LoRA layers run the base layer alone)

@@ -199,7 +199,7 @@ class AdapterServer:
     def predict(self, name: str, text: str | None = None, fields: dict | None = None, base: bool = False) -> dict:
         """Answer one request with adapter `name` (base=True: the same model with adapters switched off).
 
-        The one-at-a-time path (set_adapter under the lock); the micro-batched path (serve/batching.py) must agree.
+        The one-at-a-time path (set_adapter under the lock); the micro-batched path (serve/inference.py) must agree.
         """
         served = self.served(name)
         features = self.features(served, text, fields)

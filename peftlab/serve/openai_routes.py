@@ -15,10 +15,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from peftlab.errors import PeftlabError
-from peftlab.serve.batching import BASE, Job, raw_prompt_features
+from peftlab.serve.inference import BASE, Job, raw_prompt_features
 from peftlab.serve.limits import check_max_tokens, check_texts
-from peftlab.serve.server import ServedAdapter
-from peftlab.serve.serving import Serving, sse
+from peftlab.serve.registry import ServedAdapter
+from peftlab.serve.state import Serving, sse
 
 GENERATION_SHAPES = ("causal", "seq2seq")
 DEFAULT_MAX_TOKENS = 16  # OpenAI's completions default, when the adapter's own settings name none

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 
 from peftlab.errors import PeftlabError
-from peftlab.serve.batcher import MicroBatcher
-from peftlab.serve.batching import Job
+from peftlab.serve.inference import Job
 from peftlab.serve.limits import ServeOptions
 from peftlab.serve.metrics import ServeMetrics
-from peftlab.serve.server import AdapterServer, ServedAdapter
+from peftlab.serve.microbatch import MicroBatcher
+from peftlab.serve.registry import AdapterServer, ServedAdapter
 from peftlab.serve.streaming import TokenFeed
 
 
