@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from peftlab.errors import PeftlabError
-from peftlab.serve.inference import BASE, Job
+from peftlab.serve.inference import BASE, Job, public
 from peftlab.serve.limits import ServeOptions, allowed_folder, check_texts, install_guard
 from peftlab.serve.openai_routes import add_openai_routes
 from peftlab.serve.page import PAGE
@@ -30,10 +30,6 @@ class PredictRequest(BaseModel):
 class AddAdapterRequest(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     path: str  # a run folder (or its adapter/) below one of the server's --adapter-root folders
-
-
-def _public(answer: dict) -> dict:
-    return {k: v for k, v in answer.items() if k in ("answer", "scores")}
 
 
 def create_app(server: AdapterServer, options: ServeOptions | None = None) -> FastAPI:
@@ -93,7 +89,7 @@ def create_app(server: AdapterServer, options: ServeOptions | None = None) -> Fa
             if served.settings.dataset.task != "generation" or request.texts is not None:
                 raise HTTPException(400, "stream: only for a generation adapter and one text (or fields)")
             return StreamingResponse(sides(served.name, jobs), media_type="text/event-stream")
-        results = [_public(r) for r in await serving.ask(served.name, jobs)]
+        results = [public(r) for r in await serving.ask(served.name, jobs)]
         bases = results[len(rows) :] or [None] * len(rows)
         answers = [{**answer, "base": base} for answer, base in zip(results[: len(rows)], bases, strict=True)]
         if request.texts is None:
