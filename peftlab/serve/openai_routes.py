@@ -10,18 +10,21 @@ import time
 import uuid
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from peftlab.errors import PeftlabError
 from peftlab.serve.inference import BASE, Job, raw_prompt_features
 from peftlab.serve.limits import check_max_tokens, check_texts
-from peftlab.serve.registry import ServedAdapter
-from peftlab.serve.state import Serving, sse
+from peftlab.serve.registry import AdapterServer, ServedAdapter
+from peftlab.serve.state import Server, ServeState, State
+from peftlab.serve.streaming import sse
 
 GENERATION_SHAPES = ("causal", "seq2seq")
 DEFAULT_MAX_TOKENS = 16  # OpenAI's completions default, when the adapter's own settings name none
+
+router = APIRouter(prefix="/v1")
 
 
 class Sampling(BaseModel):
@@ -69,90 +72,100 @@ def _piece(index: int, text: str | None, chat: bool, finish: str | None = None) 
     return {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
 
 
-def add_openai_routes(app: FastAPI, serving: Serving) -> None:
-    server = serving.server
+def target(state: ServeState, model: str) -> tuple[ServedAdapter, str]:
+    """(the adapter whose head runs the request, the adapter name or BASE)."""
+    if model == "base":
+        heads = [a for a in state.server.adapters.values() if a.settings.shape in GENERATION_SHAPES]
+        if not heads:
+            raise HTTPException(404, "model base: no generation adapter is loaded to lend the base its LM head")
+        return heads[0], BASE
+    served = state.served(model, status=404)
+    if served.settings.shape not in GENERATION_SHAPES:
+        raise HTTPException(400, f"model {model}: a {served.settings.dataset.task} adapter; use POST /predict")
+    return served, model
 
-    def target(model: str) -> tuple[ServedAdapter, str]:
-        """(the adapter whose head runs the request, the adapter name or BASE)."""
-        if model == "base":
-            heads = [a for a in server.adapters.values() if a.settings.shape in GENERATION_SHAPES]
-            if not heads:
-                raise HTTPException(404, "model base: no generation adapter is loaded to lend the base its LM head")
-            return heads[0], BASE
-        served = serving.served(model, status=404)
-        if served.settings.shape not in GENERATION_SHAPES:
-            raise HTTPException(400, f"model {model}: a {served.settings.dataset.task} adapter; use POST /predict")
-        return served, model
 
-    def prepare(request: Sampling, prompts: list[str], max_tokens: int | None, chat_prompt=None) -> list[Job]:
-        check_texts(prompts, serving.options)
-        check_max_tokens(max_tokens, serving.options)
-        served, adapter = target(request.model)
-        settings = generation_settings(served, request, max_tokens, serving.options.max_tokens)
-        stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
-        try:
-            if adapter == BASE:
-                rows = [raw_prompt_features(server, served, chat_prompt or p) for p in prompts]
-            else:
-                rows = [server.features(served, p, None) for p in prompts]
-        except PeftlabError as err:
-            raise HTTPException(400, str(err)) from err
-        return [Job(served, adapter, r, settings, stop) for r in rows]
+def prepare(state: ServeState, request: Sampling, prompts: list[str], max_tokens: int | None, chat_prompt=None):
+    """The request's Jobs: one per prompt, with its decoding settings and stop strings; limits checked first."""
+    check_texts(prompts, state.options)
+    check_max_tokens(max_tokens, state.options)
+    served, adapter = target(state, request.model)
+    settings = generation_settings(served, request, max_tokens, state.options.max_tokens)
+    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    server = state.server
+    try:
+        if adapter == BASE:
+            rows = [raw_prompt_features(server, served, chat_prompt or p) for p in prompts]
+        else:
+            rows = [server.features(served, p, None) for p in prompts]
+    except PeftlabError as err:
+        raise HTTPException(400, str(err)) from err
+    return [Job(served, adapter, r, settings, stop) for r in rows]
 
-    async def respond(request: Sampling, jobs: list[Job], chat: bool):
-        kind = "chat.completion" if chat else "text_completion"
-        head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time())}
-        head["model"] = request.model
-        if request.stream:
-            chunk = {**head, "object": "chat.completion.chunk" if chat else kind}
-            return StreamingResponse(stream(request.model, chunk, jobs, chat), media_type="text/event-stream")
-        answers = await serving.ask(request.model, jobs)
-        prompt_tokens, completion_tokens = (sum(a["usage"][i] for a in answers) for i in (0, 1))
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-        usage["total_tokens"] = prompt_tokens + completion_tokens
-        choices = [
-            {"index": i, "finish_reason": a["finish_reason"]}
-            | ({"message": {"role": "assistant", "content": a["answer"]}} if chat else {"text": a["answer"]})
-            | ({} if chat else {"logprobs": None})
-            for i, a in enumerate(answers)
-        ]
-        return {**head, "object": kind, "choices": choices, "usage": usage}
 
-    async def stream(label: str, chunk: dict, jobs: list[Job], chat: bool):
-        """Each choice in turn: its pieces as they come, its finish; then [DONE]."""
-        opened = set()
-        try:
-            async for index, piece, answer in serving.follow(label, jobs):
-                if chat and index not in opened:
-                    opened.add(index)
-                    opening = {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                    yield sse({**chunk, "choices": [opening]})
-                finish = None if answer is None else answer["finish_reason"]
-                yield sse({**chunk, "choices": [_piece(index, piece, chat, finish)]})
-        except Exception as err:  # the status line is already sent: the error goes in the stream
-            yield sse({"error": {"message": str(err), "type": "server_error"}})
-        yield sse("[DONE]")
+async def respond(state: ServeState, request: Sampling, jobs: list[Job], chat: bool):
+    kind = "chat.completion" if chat else "text_completion"
+    head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time())}
+    head["model"] = request.model
+    if request.stream:
+        chunk = {**head, "object": "chat.completion.chunk" if chat else kind}
+        return StreamingResponse(stream(state, request.model, chunk, jobs, chat), media_type="text/event-stream")
+    answers = await state.ask(request.model, jobs)
+    prompt_tokens, completion_tokens = (sum(a["usage"][i] for a in answers) for i in (0, 1))
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    usage["total_tokens"] = prompt_tokens + completion_tokens
+    choices = [
+        {"index": i, "finish_reason": a["finish_reason"]}
+        | ({"message": {"role": "assistant", "content": a["answer"]}} if chat else {"text": a["answer"]})
+        | ({} if chat else {"logprobs": None})
+        for i, a in enumerate(answers)
+    ]
+    return {**head, "object": kind, "choices": choices, "usage": usage}
 
-    @app.get("/v1/models")
-    def models() -> dict:
-        names = [n for n, a in list(server.adapters.items()) if a.settings.shape in GENERATION_SHAPES]
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "peftlab"} for n in ["base", *names]]
-        return {"object": "list", "data": data if names else []}
 
-    @app.post("/v1/completions")
-    async def completions(request: CompletionRequest):
-        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        return await respond(request, prepare(request, prompts, request.max_tokens), chat=False)
+async def stream(state: ServeState, label: str, chunk: dict, jobs: list[Job], chat: bool):
+    """Each choice in turn: its pieces as they come, its finish; then [DONE]."""
+    opened = set()
+    try:
+        async for index, piece, answer in state.follow(label, jobs):
+            if chat and index not in opened:
+                opened.add(index)
+                opening = {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                yield sse({**chunk, "choices": [opening]})
+            finish = None if answer is None else answer["finish_reason"]
+            yield sse({**chunk, "choices": [_piece(index, piece, chat, finish)]})
+    except Exception as err:  # the status line is already sent: the error goes in the stream
+        yield sse({"error": {"message": str(err), "type": "server_error"}})
+    yield sse("[DONE]")
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: ChatRequest):
-        users = [m.content for m in request.messages if m.role == "user"]
-        if not users:
-            raise HTTPException(400, "messages: no message with role user")
-        check_texts([m.content for m in request.messages], serving.options)
-        chat_prompt = None
-        if request.model == "base" and getattr(server.tokenizer, "chat_template", None):
-            messages = [m.model_dump() for m in request.messages]
-            chat_prompt = server.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        max_tokens = request.max_completion_tokens or request.max_tokens
-        return await respond(request, prepare(request, users[-1:], max_tokens, chat_prompt), chat=True)
+
+@router.get("/models")
+def models(server: Server) -> dict:
+    names = [n for n, a in list(server.adapters.items()) if a.settings.shape in GENERATION_SHAPES]
+    data = [{"id": n, "object": "model", "created": 0, "owned_by": "peftlab"} for n in ["base", *names]]
+    return {"object": "list", "data": data if names else []}
+
+
+@router.post("/completions")
+async def completions(request: CompletionRequest, state: State):
+    prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+    return await respond(state, request, prepare(state, request, prompts, request.max_tokens), chat=False)
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: ChatRequest, state: State):
+    users = [m.content for m in request.messages if m.role == "user"]
+    if not users:
+        raise HTTPException(400, "messages: no message with role user")
+    check_texts([m.content for m in request.messages], state.options)
+    chat_prompt = _chat_prompt(state.server, request) if request.model == "base" else None
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    return await respond(state, request, prepare(state, request, users[-1:], max_tokens, chat_prompt), chat=True)
+
+
+def _chat_prompt(server: AdapterServer, request: ChatRequest) -> str | None:
+    """The base continues the conversation through the tokenizer's chat template, when it has one."""
+    if not getattr(server.tokenizer, "chat_template", None):
+        return None
+    messages = [m.model_dump() for m in request.messages]
+    return server.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -1,4 +1,4 @@
-"""One base model, many adapters: peft's load_adapter/set_adapter on a base whose weights are read once.
+"""AdapterServer: one base model read once, many adapters on it (peft's load_adapter/set_adapter), routed by name.
 
 Adapters of one task shape and peft type share one PeftModel and are switched with set_adapter. Adapters of
 another shape (a classifier next to a text-to-SQL adapter, say) need another head class around the same body:

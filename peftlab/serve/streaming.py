@@ -1,4 +1,4 @@
-"""Token-by-token text for `stream: true`, from inside a batched generate().
+"""Token-by-token text for `stream: true`, from inside a batched generate(), framed as server-sent events.
 
 transformers' TextStreamer takes one row only; generate() itself hands a streamer each step's new tokens for every
 row, so RowStreamer forwards each row's token to that row's listener. What a client is shown is held to a prefix of
@@ -8,12 +8,18 @@ wait for the next token or for the final answer.
 """
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 
 from transformers.generation.streamers import BaseStreamer
 
 DONE = object()
+
+
+def sse(event: dict | str) -> str:
+    """One server-sent event (the OpenAI streams' framing); a str goes as it is ("[DONE]")."""
+    return f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n"
 
 
 class RowStreamer(BaseStreamer):
