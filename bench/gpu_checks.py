@@ -132,7 +132,7 @@ def check_generation_and_serve(ctx) -> str:
     from fastapi.testclient import TestClient
 
     from peftlab.serve.app import create_app
-    from peftlab.serve.server import AdapterServer
+    from peftlab.serve.registry import AdapterServer
 
     s = ctx.sizes
     overrides = [*ctx.smollm2, *ctx.sql(), "peft=lora", f"peft.lr={ctx.sizes.lr}", *steps(s.generation_steps)]

@@ -52,7 +52,7 @@ def train_serve_runs(root: Path) -> Path:
 
 def server_with(root: Path, names: tuple[str, ...]):
     """An AdapterServer holding the named runs of train_serve_runs (one base read, the adapters on top)."""
-    from peftlab.serve.server import AdapterServer
+    from peftlab.serve.registry import AdapterServer
 
     server = AdapterServer()
     for name in names:

@@ -10,7 +10,7 @@ from serve_runs import SENTENCE, live_server, server_with
 
 from peftlab.errors import ConfigError
 from peftlab.serve.__main__ import main as serve_main
-from peftlab.serve.server import AdapterServer
+from peftlab.serve.registry import AdapterServer
 
 
 @pytest.fixture(scope="module")

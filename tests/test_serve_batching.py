@@ -6,10 +6,10 @@ import threading
 import pytest
 from serve_runs import SENTENCE, SQL_CONTEXT
 
-from peftlab.serve.batcher import MicroBatcher
-from peftlab.serve.batching import BASE, Job, run_jobs
+from peftlab.serve.inference import BASE, Job, run_jobs
 from peftlab.serve.metrics import ServeMetrics
-from peftlab.serve.server import AdapterServer
+from peftlab.serve.microbatch import MicroBatcher
+from peftlab.serve.registry import AdapterServer
 
 TEXTS = [SENTENCE, "dull", "the worst film of the year: flat, long and badly acted from start to end", "fine"]
 QUESTIONS = ["who wears number 3?", "who wears number 12 in the team that won the cup last year?", "who?"]

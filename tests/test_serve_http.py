@@ -12,7 +12,7 @@ from peftlab.serve.__main__ import http_options, parse_args
 from peftlab.serve.__main__ import main as serve_main
 from peftlab.serve.app import create_app
 from peftlab.serve.limits import ServeOptions
-from peftlab.serve.server import AdapterServer
+from peftlab.serve.registry import AdapterServer
 
 QUESTION = "who wears number 3?"
 

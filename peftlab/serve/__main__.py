@@ -15,7 +15,7 @@ from peftlab.errors import ConfigError
 from peftlab.serve.limits import ServeOptions, is_loopback
 
 if TYPE_CHECKING:  # imported by load_server: peft (and bitsandbytes with it) only after run_command's preparation
-    from peftlab.serve.server import AdapterServer
+    from peftlab.serve.registry import AdapterServer
 
 
 def _adapter_arg(value: str) -> tuple[str, str]:
@@ -81,7 +81,7 @@ def http_options(args: argparse.Namespace) -> ServeOptions:
 
 
 def load_server(adapters: list[tuple[str, str]], device: str = "auto") -> "AdapterServer":
-    from peftlab.serve.server import AdapterServer
+    from peftlab.serve.registry import AdapterServer
 
     server = AdapterServer(device=device)
     for name, path in adapters:

@@ -1,5 +1,7 @@
-"""What a request may ask of the server and who may ask: limits answered with a 4xx that names the flag, an API key
-checked on every request (required off loopback), adapter folders only from allowed roots.
+"""Request limits, the API key guard and the allowed adapter folders: what a request may ask, and who may ask.
+
+Limits are answered with a 4xx that names the flag; the API key is checked on every request (required off loopback);
+adapter folders are read only from below the allowed roots.
 """
 
 import hmac

@@ -1,19 +1,25 @@
-"""Token-by-token text for `stream: true`, from inside a batched generate().
+"""Token-by-token text for `stream: true`, from inside a batched generate(), framed as server-sent events.
 
 transformers' TextStreamer takes one row only; generate() itself hands a streamer each step's new tokens for every
 row, so RowStreamer forwards each row's token to that row's listener. What a client is shown is held to a prefix of
-the final answer (batching.py cuts it: strip, stop strings, the row's max_new_tokens), so streamed text and
+the final answer (inference.py cuts it: strip, stop strings, the row's max_new_tokens), so streamed text and
 non-streamed text are the same: trailing spaces, a half-decoded character and the last len(stop) - 1 characters
 wait for the next token or for the final answer.
 """
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 
 from transformers.generation.streamers import BaseStreamer
 
 DONE = object()
+
+
+def sse(event: dict | str) -> str:
+    """One server-sent event (the OpenAI streams' framing); a str goes as it is ("[DONE]")."""
+    return f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n"
 
 
 class RowStreamer(BaseStreamer):

@@ -1,36 +1,36 @@
-"""What the HTTP routes share: the server, its options, the batcher they queue jobs on, the metrics they feed."""
+"""What the routes share (the server, its options, the batcher, the metrics), handed to them by FastAPI's Depends.
+
+ServeState is made once per app (create_app) and kept on app.state; a route names what it needs as a parameter
+(`server: Server`, `state: State` ...) and FastAPI passes it in. ask and follow are how a route's jobs reach the
+batcher's worker thread and come back to the event loop, within the request's timeout.
+"""
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException, Request
 
 from peftlab.errors import PeftlabError
-from peftlab.serve.batcher import MicroBatcher
-from peftlab.serve.batching import Job
+from peftlab.serve.inference import Job
 from peftlab.serve.limits import ServeOptions
 from peftlab.serve.metrics import ServeMetrics
-from peftlab.serve.server import AdapterServer, ServedAdapter
+from peftlab.serve.microbatch import MicroBatcher
+from peftlab.serve.registry import AdapterServer, ServedAdapter
 from peftlab.serve.streaming import TokenFeed
 
 
-def sse(event: dict | str) -> str:
-    """One server-sent event (the OpenAI streams' framing); a str goes as it is ("[DONE]")."""
-    return f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n"
-
-
 @dataclass
-class Serving:
+class ServeState:
     server: AdapterServer
     options: ServeOptions
     batcher: MicroBatcher
     metrics: ServeMetrics
 
     @classmethod
-    def start(cls, server: AdapterServer, options: ServeOptions) -> "Serving":
+    def start(cls, server: AdapterServer, options: ServeOptions) -> "ServeState":
         metrics = ServeMetrics()
         return cls(server, options, MicroBatcher(server, options.max_batch, options.max_wait_ms, metrics), metrics)
 
@@ -93,3 +93,33 @@ class Serving:
             for future in futures:
                 future.cancel()  # those still queued (a client gone, a timeout): the worker skips them
             self.metrics.request(label, time.perf_counter() - started, ok)
+
+
+# The dependencies. async: a getter needs no worker thread from FastAPI's pool (sync ones run in it).
+async def _state(request: Request) -> ServeState:
+    return request.app.state.serve
+
+
+State = Annotated[ServeState, Depends(_state)]
+
+
+async def _server(state: State) -> AdapterServer:
+    return state.server
+
+
+async def _options(state: State) -> ServeOptions:
+    return state.options
+
+
+async def _batcher(state: State) -> MicroBatcher:
+    return state.batcher
+
+
+async def _metrics(state: State) -> ServeMetrics:
+    return state.metrics
+
+
+Server = Annotated[AdapterServer, Depends(_server)]
+Options = Annotated[ServeOptions, Depends(_options)]
+Batcher = Annotated[MicroBatcher, Depends(_batcher)]
+Metrics = Annotated[ServeMetrics, Depends(_metrics)]

@@ -1,28 +1,32 @@
-"""Many requests, one model call: peft's mixed-adapter batches, or one sub-batch per adapter where they cannot mix.
+"""The one inference path: rows of many requests (and adapters) padded together, one forward or generate() per head.
 
 A request becomes Jobs (one encoded row each, naming its adapter or BASE); run_jobs pads the rows of one task head
-with the collator training used and runs them together. The answers equal AdapterServer.predict's, the
-one-at-a-time path (tests/test_serve_batching.py holds them to it).
+with the collator training used and runs them with peft's mixed-adapter batches, or one sub-batch per adapter where
+they cannot mix. A single request is a batch of one (AdapterServer.predict), so there is one way to an answer;
+tests/test_serve_batching.py holds a mixed batch to each row asked alone (scores within 1e-5, the same greedy text).
 """
 
 import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.errors import ConfigError
-from peftlab.serve.server import AdapterServer, ServedAdapter
 from peftlab.serve.streaming import RowStreamer
+
+if TYPE_CHECKING:  # registry.py imports this module: AdapterServer.predict is a batch of one
+    from peftlab.serve.registry import AdapterServer, ServedAdapter
 
 BASE = "__base__"  # peft's name for "no adapter" in adapter_names (its LoRA layers run the base layer alone)
 
 
 @dataclass
 class Job:
-    served: ServedAdapter  # whose task head, collator and labels the row uses
+    served: "ServedAdapter"  # whose task head, collator and labels the row uses
     adapter: str  # served.name, or BASE: the same head with adapters off
     features: dict  # one encoded, unpadded row
     generation: dict | None = None  # generate() arguments; None: the adapter's dataset.generation
@@ -31,6 +35,11 @@ class Job:
 
     def generate_kwargs(self) -> dict:
         return dict(self.served.settings.dataset.generation) if self.generation is None else dict(self.generation)
+
+
+def public(answer: dict) -> dict:
+    """What a client is shown of a row's answer: the text or label, and a classifier's scores."""
+    return {k: v for k, v in answer.items() if k in ("answer", "scores")}
 
 
 def _part_key(job: Job) -> tuple:
@@ -61,7 +70,7 @@ def _sub_batches(jobs: list[Job], indices: list[int]) -> list[list[int]]:
     return ([mixed] if mixed else []) + list(alone.values())
 
 
-def run_jobs(server: AdapterServer, jobs: list[Job]) -> list[dict | Exception]:
+def run_jobs(server: "AdapterServer", jobs: list[Job]) -> list[dict | Exception]:
     """Each job's answer, or the error that belongs to it (an adapter removed while it waited, say)."""
     results: list[dict | Exception | None] = [None] * len(jobs)
     parts: dict[tuple, list[int]] = defaultdict(list)
@@ -86,7 +95,7 @@ def run_jobs(server: AdapterServer, jobs: list[Job]) -> list[dict | Exception]:
 
 
 @torch.no_grad()
-def _run(server: AdapterServer, jobs: list[Job]) -> list[dict]:
+def _run(server: "AdapterServer", jobs: list[Job]) -> list[dict]:
     first = jobs[0].served
     model = server.groups[first.group]
     with server.tokenizer_lock:  # the training collator: same padding, same side
@@ -101,7 +110,7 @@ def _run(server: AdapterServer, jobs: list[Job]) -> list[dict]:
     return _answer(server, model, jobs, batch, {})
 
 
-def _answer(server: AdapterServer, model, jobs: list[Job], batch: dict, mix: dict) -> list[dict]:
+def _answer(server: "AdapterServer", model, jobs: list[Job], batch: dict, mix: dict) -> list[dict]:
     if jobs[0].served.settings.shape in LABELLED_SHAPES:
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         probs = model(**inputs, **mix).logits.softmax(-1)
@@ -114,7 +123,7 @@ def _answer(server: AdapterServer, model, jobs: list[Job], batch: dict, mix: dic
     return _generate(server, model, jobs, batch, mix)
 
 
-def _generate(server: AdapterServer, model, jobs: list[Job], batch: dict, mix: dict) -> list[dict]:
+def _generate(server: "AdapterServer", model, jobs: list[Job], batch: dict, mix: dict) -> list[dict]:
     """One generate() for the rows; each row is cut back to its own max_new_tokens (greedy: a prefix is the same)."""
     causal = jobs[0].served.settings.shape == "causal"
     prefix = "prompt_" if causal else ""
@@ -144,7 +153,7 @@ def _generate(server: AdapterServer, model, jobs: list[Job], batch: dict, mix: d
     return answers
 
 
-def raw_prompt_features(server: AdapterServer, served: ServedAdapter, prompt: str) -> dict:
+def raw_prompt_features(server: "AdapterServer", served: "ServedAdapter", prompt: str) -> dict:
     """A prompt the model continues as it is (OpenAI completions on the base), shaped like the encoder's rows."""
     tokenizer, max_length = server.tokenizer, served.settings.dataset.max_length
     with server.tokenizer_lock:

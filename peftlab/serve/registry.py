@@ -1,4 +1,4 @@
-"""One base model, many adapters: peft's load_adapter/set_adapter on a base whose weights are read once.
+"""AdapterServer: one base model read once, many adapters on it (peft's load_adapter/set_adapter), routed by name.
 
 Adapters of one task shape and peft type share one PeftModel and are switched with set_adapter. Adapters of
 another shape (a classifier next to a text-to-SQL adapter, say) need another head class around the same body:
@@ -24,8 +24,8 @@ from peftlab.data.encoders import ENCODERS
 from peftlab.data.formatting import required_columns, row_from_text
 from peftlab.errors import ConfigError
 from peftlab.models.loading import AUTO_CLASSES, load_tokenizer, model_source
-from peftlab.modules.generation import generate_answers
 from peftlab.rundir import RunDir
+from peftlab.serve.inference import BASE, Job, public, run_jobs
 
 # torch's load_state_dict message for tensors of other shapes: the adapter was trained on another base.
 SIZE_MISMATCH = re.compile(r"size mismatch")
@@ -98,7 +98,7 @@ class AdapterServer:
         self.backbone_loads = 0  # how many times base weights were read from disk (tests assert 1)
         self.groups: dict[tuple, peft.PeftModel] = {}
         self.adapters: dict[str, ServedAdapter] = {}
-        self.lock = threading.Lock()  # set_adapter changes shared state: one request at a time
+        self.lock = threading.Lock()  # set_adapter changes shared state: one batch at a time (run_jobs)
         # A fast tokenizer's Rust side is mutably borrowed while it encodes (truncation settings): threads that
         # encode requests and the worker that pads and decodes take turns, or it raises "Already borrowed".
         self.tokenizer_lock = threading.RLock()
@@ -199,19 +199,14 @@ class AdapterServer:
     def predict(self, name: str, text: str | None = None, fields: dict | None = None, base: bool = False) -> dict:
         """Answer one request with adapter `name` (base=True: the same model with adapters switched off).
 
-        The one-at-a-time path (set_adapter under the lock); the micro-batched path (serve/batching.py) must agree.
+        A batch of one through the batched path (serve/inference.py): one way to an answer, whoever asks.
         """
         served = self.served(name)
-        features = self.features(served, text, fields)
-        with self.tokenizer_lock:
-            batch = self.on_device(served.collate([features]))
-        with self.lock:
-            model = self.groups[served.group]
-            model.set_adapter(name)
-            if base:
-                with model.disable_adapter():
-                    return self._answer(model, served, batch)
-            return self._answer(model, served, batch)
+        job = Job(served, BASE if base else name, self.features(served, text, fields))
+        (answer,) = run_jobs(self, [job])
+        if isinstance(answer, Exception):
+            raise answer
+        return public(answer)
 
     def on_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -230,15 +225,3 @@ class AdapterServer:
         with self.tokenizer_lock:
             features = served.encode({key: [value] for key, value in row.items()})
         return {key: values[0] for key, values in features.items()}
-
-    @torch.no_grad()
-    def _answer(self, model, served: ServedAdapter, batch: dict) -> dict:
-        s = served.settings
-        if s.shape in LABELLED_SHAPES:
-            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            probs = model(**inputs).logits.softmax(-1)[0]
-            labels = list(s.dataset.labels)
-            return {"answer": labels[int(probs.argmax())], "scores": dict(zip(labels, map(float, probs), strict=True))}
-        with self.tokenizer_lock:  # the reference path: simple over fast (the batched path locks decoding only)
-            answers = generate_answers(model, self.tokenizer, batch, dict(s.dataset.generation), s.shape == "causal")
-        return {"answer": answers[0]}

@@ -9,9 +9,9 @@ import threading
 import time
 from concurrent.futures import Future
 
-from peftlab.serve.batching import Job, run_jobs
+from peftlab.serve.inference import Job, run_jobs
 from peftlab.serve.metrics import ServeMetrics
-from peftlab.serve.server import AdapterServer
+from peftlab.serve.registry import AdapterServer
 
 _STOP = object()
 
