@@ -100,7 +100,7 @@ class HardwareSettings:
             "an integer >= 1 or auto (on cpu: the number of processes); on GPUs also -1 (all) or indices like [0,1]",
         )
         check_choice("strategy", self.strategy, tuple(STRATEGIES))
-        # Whether the strategy's package is installed is checked with the machine (run/hardware.py), not here.
+        # Whether the strategy's package is installed is checked with the machine (trainer/hardware.py), not here.
         _, gpus_only = STRATEGIES[self.strategy]
         check(
             not (gpus_only and self.accelerator == "cpu"),
