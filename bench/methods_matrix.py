@@ -185,9 +185,9 @@ def main() -> int:
         "## What each method can do besides training",
         "",
         "From each `peftlab/conf/peft/<method>.yaml` (`capabilities`): validation refuses the listed task shapes "
-        "(config/tasks.py) and families (model_type) before loading; `python -m peftlab.export merge=true` folds "
-        "the adapter into the weights or says why not; `peftlab.serve` loads only peft adapters it can share a base "
-        "with.",
+        "(config/tasks.py) and families (model_type) before loading; `python -m peftlab.export run=<run> merge=true "
+        "out=<folder>` folds the adapter into the weights or says why not; `peftlab.serve` loads only peft adapters "
+        "it can share a base with.",
         "",
         *capability_rows([*methods, "none"]),
         "",
