@@ -22,3 +22,14 @@ def run_command(function: Callable[..., Any], *args: Any) -> Any:
     except PeftlabError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(USER_ERROR)
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """A command of an optional extra run without it installed: one `error:` line naming the extra, exit code 2."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"error: needs the '{extra}' extra ({', '.join(missing)} not installed): pip install 'peftlab[{extra}]'",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(USER_ERROR)

@@ -89,3 +89,16 @@ def test_default_run_end_to_end_with_overrides(tmp_path):
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     assert "peft.r=4" in (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert "peftlab run: minilm + lora on demo" in proc.stdout
+
+
+def test_a_command_of_a_missing_extra_is_one_line(capsys):
+    from peftlab.cli import require_extra
+
+    require_extra("serve", "json")  # installed: nothing happens
+    with pytest.raises(SystemExit) as exit_info:
+        require_extra("serve", "fastapi", "no_such_module_of_peftlab")
+    assert exit_info.value.code == 2
+    said = capsys.readouterr().err.strip()
+    assert said == (
+        "error: needs the 'serve' extra (no_such_module_of_peftlab not installed): pip install 'peftlab[serve]'"
+    )

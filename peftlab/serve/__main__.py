@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from peftlab.cli import run_command
-from peftlab.errors import ConfigError
-from peftlab.serve.limits import ServeOptions, is_loopback
+from peftlab.cli import require_extra, run_command
+
+require_extra("serve", "fastapi", "uvicorn")  # before any of the server is imported
+from peftlab.errors import ConfigError  # noqa: E402
+from peftlab.serve.limits import ServeOptions, is_loopback  # noqa: E402
 
 if TYPE_CHECKING:  # imported by load_server: peft (and bitsandbytes with it) only after run_command's preparation
     from peftlab.serve.registry import AdapterServer
