@@ -189,3 +189,21 @@ def test_adalora_learns_the_planned_steps_and_reallocates_ranks(tmp_path):
         after_optimizer_step(model, step)
     ranks = model.peft_config["default"].rank_pattern  # the budget moved: 4 ranks per layer shrink towards 2
     assert ranks and 2 * len(ranks) <= sum(sum(kept) for kept in ranks.values()) < 4 * len(ranks)
+
+
+def test_building_a_twin_leaves_the_runs_random_draws_alone(tmp_path):
+    """A run that builds the twin (the first with a fresh cache) draws the same LoRA and head inits as a run with the
+    same seed that finds it built: the twin's seeded weights come from a forked generator."""
+    from peftlab.offline.twins import materialise_twin
+
+    sizes = {"n_layer": 1, "n_embd": 32, "n_head": 2}
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    twin = materialise_twin(str(tmp_path / "twin"), "gpt2", sizes, "AutoModelForSequenceClassification")
+    assert torch.equal(torch.rand(4), expected)
+    again = materialise_twin(str(tmp_path / "again"), "gpt2", sizes, "AutoModelForSequenceClassification")
+    from safetensors.torch import load_file
+
+    first, second = load_file(twin / "model.safetensors"), load_file(again / "model.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)  # still seeded

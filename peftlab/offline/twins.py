@@ -46,8 +46,12 @@ def materialise_twin(
             built.save_pretrained(tmp)
             overrides = {**_vocabulary_of(built), **overrides}
         config = transformers.AutoConfig.for_model(model_type, **overrides)
-        torch.manual_seed(seed)  # same weights for every run and every test: twins are reproducible
-        getattr(transformers, task_auto_class).from_config(config).save_pretrained(tmp)
+        # Same weights for every run and every test (twins are reproducible), drawn from a forked generator: seeding
+        # the global one here would give the run that happens to build the twin other LoRA and head inits than a
+        # run with the same seed that finds it built (the cause of a flaky DDP kill -9 + resume test).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            getattr(transformers, task_auto_class).from_config(config).save_pretrained(tmp)
 
     return write_once(folder, TWIN_MARKER, spec, build, foreign="that is not a tiny twin")
 
