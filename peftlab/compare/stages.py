@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from peftlab.cli import quoted_value
 from peftlab.compare.plan import Plan
 from peftlab.errors import PeftlabError
 from peftlab.report.collect import RunRecord, collect_runs
 from peftlab.report.summary import higher_is_better
-from peftlab.run.distributed import quoted_value
 from peftlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
