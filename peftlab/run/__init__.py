@@ -1,4 +1,5 @@
-"""Run stage: train(cfg) and evaluate(cfg), what train.py and evaluate.py call.
+"""Run stage: train(cfg) and evaluate(cfg), what the training command (peftlab.train, train.py) and evaluate.py call,
+and score_checkpoints(cfg, checkpoints), how peftlab.compare scores a run's checkpoints on its test split.
 
 Both validate first, so a bad value fails before any data or weights load: our own checks in about a second,
 before torch is imported; what peft checks of its config class a few seconds later (importing peft imports torch).
@@ -30,3 +31,14 @@ def evaluate(cfg: DictConfig) -> list[dict]:
     from peftlab.run import evaluation
 
     return evaluation.evaluate(cfg)
+
+
+def score_checkpoints(cfg: DictConfig, checkpoints: list[str]) -> list[dict]:
+    """One row of metrics per training checkpoint of one run, on cfg.split (validation or test), in that order.
+
+    cfg is the run's own config (RunDir.read_config()) with split= set: its model, method, data and held-out rows.
+    The model and data are built once and each checkpoint's trainable weights loaded over the same base.
+    """
+    from peftlab.run import evaluation
+
+    return [row for row, _ in evaluation.score_each(cfg, None, checkpoints)]
