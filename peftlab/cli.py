@@ -1,7 +1,9 @@
-"""What every command line shares: the process set-up, and a PeftlabError as one `error:` line with exit code 2.
+"""What every command line shares: the process set-up, a PeftlabError as one `error:` line with exit code 2, and
+the quoting of values in Hydra overrides that one command writes for another.
 
-train.py, evaluate.py, launch_sagemaker.py, `python -m peftlab.export`, `peftlab.cost` and `peftlab.serve` all
-return `run_command(function, *args)`: the same behaviour on a bad value everywhere, no traceback.
+train.py (`python -m peftlab.train`), evaluate.py, launch_sagemaker.py, `python -m peftlab.export`, `peftlab.cost`
+and `peftlab.serve` all return `run_command(function, *args)`: the same behaviour on a bad value everywhere, no
+traceback.
 """
 
 import sys
@@ -33,3 +35,8 @@ def require_extra(extra: str, *modules: str) -> None:
         print(f"error: needs the '{extra}' extra ({', '.join(missing)} not installed): pip install 'peftlab[{extra}]'",
               file=sys.stderr)  # fmt: skip
         sys.exit(USER_ERROR)
+
+
+def quoted_value(value: str) -> str:
+    """A value in Hydra's override grammar (quoted: a path may hold spaces, commas or '=')."""
+    return "'" + value.replace("'", "\\'") + "'"

@@ -50,8 +50,13 @@ def compose_compare(overrides: list[str]):
 
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory):
-    """The protocol run once, in this process (its sweeps are subprocesses), every stage and data load recorded."""
+    """The protocol run once, in this process (its sweeps are subprocesses), every stage and data load recorded.
+
+    It starts in an empty folder outside the repository: its sweeps run the installed training command there.
+    """
     out = tmp_path_factory.mktemp("compare")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    assert REPO not in elsewhere.parents
     overrides = [*TINY, f"compare.out={out}"]
     events = []
     sweep, test_load = stages.run_sweep, datamodule.load_test
@@ -65,11 +70,12 @@ def protocol(tmp_path_factory):
         return test_load(settings, source)
 
     with pytest.MonkeyPatch.context() as patch, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        patch.chdir(elsewhere)
         patch.setattr(stages, "run_sweep", recorded_sweep)
         patch.setattr(datamodule, "load_test", recorded_test_load)
         cfg = compose("compare", overrides=overrides)
-        result = run_protocol(cfg, overrides, cwd=REPO)
-    return out, result, events, overrides
+        result = run_protocol(cfg, overrides)
+    return out, result, events, overrides, elsewhere
 
 
 def _trials(folder):
@@ -83,7 +89,7 @@ def _trials(folder):
 
 
 def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_trials(protocol):
-    out, result, _, _ = protocol
+    out, result, *_ = protocol
     chosen = json.loads((out / "chosen_lr.json").read_text())
     assert list(chosen) == METHODS
     for method in METHODS:
@@ -111,7 +117,7 @@ def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_tr
 
 
 def test_test_rows_are_read_only_after_every_sweep_and_never_by_a_training_job(protocol):
-    out, _, events, _ = protocol
+    out, _, events, *_ = protocol
     first_read = next(i for i, e in enumerate(events) if e[0] == "test rows read")
     stages_in_order = [("sweep", stage) for stage in ("tune", "confirm", "confirm_default") for _ in METHODS]
     assert [e[:2] for e in events[:first_read]] == stages_in_order
@@ -123,17 +129,50 @@ def test_test_rows_are_read_only_after_every_sweep_and_never_by_a_training_job(p
         assert "train rows: 64 " in text and "validation rows: 48 " in text and "test rows" not in text, log
 
 
-def test_a_rerun_skips_finished_stages(protocol, monkeypatch):
-    out, _, _, overrides = protocol
+def test_stages_run_the_installed_training_command_in_the_starting_folder(protocol):
+    """Every sweep is `python -m peftlab.train -m ...`, started where the comparison was: no path of a checkout."""
+    out, _, _, _, elsewhere = protocol
+    for stage in ("tune", "confirm", "confirm_default"):
+        for method in METHODS:
+            command = (out / stage / method / "command.txt").read_text()
+            assert command.startswith("-m peftlab.train -m ") and str(REPO) not in command, command
+            for hydra_yaml in (out / stage / method).glob("*/.hydra/hydra.yaml"):
+                assert yaml.safe_load(hydra_yaml.read_text())["hydra"]["runtime"]["cwd"] == str(elsewhere.resolve())
+    assert list(elsewhere.iterdir()) == []  # every output went to compare.out
+
+
+def test_a_rerun_skips_finished_stages(protocol, monkeypatch, tmp_path):
+    out, _, _, overrides, _ = protocol
 
     def no_job(*args, **kwargs):
         raise AssertionError(f"a finished stage ran again: {args}")
 
     monkeypatch.setattr(stages.subprocess, "run", no_job)
     monkeypatch.setattr("peftlab.run.evaluation.score_each", no_job)
+    monkeypatch.setattr("peftlab.run.score_checkpoints", no_job)
+    monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        result = run_protocol(compose("compare", overrides=overrides), overrides, cwd=REPO)
+        result = run_protocol(compose("compare", overrides=overrides), overrides)
     assert result["html"] == out / "report.html"
+
+
+def test_the_command_line_resumes_a_comparison_from_a_folder_outside_the_repository(protocol, tmp_path):
+    """`python -m peftlab.compare` started elsewhere: the config tree comes from the package, every finished stage
+    is found and skipped (no job ran: the runs' files are untouched), and the report is written again."""
+    out, _, _, overrides, _ = protocol
+    runs = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/metrics.json")}
+    scores = (out / "test" / "scores.json").read_text()
+    command = [sys.executable, "-m", "peftlab.compare", *overrides]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (out / "compare.log").read_text()
+    for stage in ("tune", "confirm", "confirm_default"):
+        for method in METHODS:
+            assert f"{stage} {method}: done already" in log, (stage, method)
+    assert len(runs) == 3 * 2 * 3 and {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/metrics.json")} == runs
+    assert (out / "test" / "scores.json").read_text() == scores
+    assert "peftlab.compare model=deberta_v3_tiny" in (out / "command.txt").read_text()
+    assert (out / "report.html").is_file() and list(tmp_path.iterdir()) == []
 
 
 def test_held_out_rows_are_seeded_disjoint_from_train_and_said_so(tmp_path, write_jsonl):
@@ -320,7 +359,7 @@ def test_report_html_in_headless_chromium_shows_the_verdict_and_every_plot(repor
 def test_command_line_refuses_in_one_line_and_records_itself(tmp_path):
     """`python -m peftlab.compare`: the command is written into its folder before anything is checked or run."""
     command = [sys.executable, "-m", "peftlab.compare", "seed=3", f"compare.out={tmp_path / 'out'}"]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=120)
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ), timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: seed=3: the protocol sets seed in every job; set compare.tune.seed, compare.confirm.seeds"

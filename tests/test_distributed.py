@@ -26,11 +26,15 @@ TINY = [
 DDP = ["hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu"]
 
 
-def train_cli(*args: str, cwd=REPO, timeout: int = 400) -> subprocess.CompletedProcess:
-    """`python train.py ...`; tests/ on PYTHONPATH so the test-only ShardProbe callback can be instantiated."""
+# The training command as a checkout's script and as the installed package's module (what peftlab.compare runs).
+ENTRIES = {"train.py": [str(REPO / "train.py")], "-m peftlab.train": ["-m", "peftlab.train"]}
+
+
+def train_cli(*args: str, cwd=REPO, timeout: int = 400, entry: str = "train.py") -> subprocess.CompletedProcess:
+    """`python train.py ...` (or entry=`-m peftlab.train`); tests/ on PYTHONPATH for the ShardProbe callback."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
+        [sys.executable, *ENTRIES[entry], *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -101,10 +105,11 @@ def test_validation_metric_equals_single_process_evaluation_of_the_adapter(ddp_r
 
 
 @pytest.mark.slow  # 50 s: two 2-process jobs; DDP runs and -m sweeps each have fast tests of their own
-def test_multirun_sweep_runs_each_job_as_its_own_process_group(tmp_path):
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_multirun_sweep_runs_each_job_as_its_own_process_group(tmp_path, entry):
     """-m with DDP: 2 sweep points x 2 processes -> 2 job folders, one metrics.json each, no nested sweeps."""
     sweep = tmp_path / "sweep"
-    proc = train_cli("-m", *DDP, *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=500)
+    proc = train_cli("-m", *DDP, *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=500, entry=entry)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json")) == [
         sweep.relative_to(tmp_path) / str(i) / "metrics.json" for i in (0, 1)
@@ -118,6 +123,20 @@ def test_multirun_sweep_runs_each_job_as_its_own_process_group(tmp_path):
         assert "MULTIRUN" in (job / ".hydra" / "hydra.yaml").read_text()  # the sweep's record, kept
     assert proc.stdout.count("as its own process group") == 2
     assert (sweep / "summary.csv").is_file()  # the sweep report read both jobs
+
+
+def test_a_sweep_job_is_rerun_with_the_command_it_was_started_with(monkeypatch):
+    """run_as_process_group re-runs a job as the process was started: `-m peftlab.train` or a script (train.py)."""
+    from importlib.machinery import ModuleSpec
+
+    import __main__
+    from peftlab.run import distributed
+
+    monkeypatch.setattr(__main__, "__spec__", ModuleSpec("peftlab.train", None))
+    assert distributed._script_command() == [sys.executable, "-m", "peftlab.train"]
+    monkeypatch.setattr(__main__, "__spec__", None)
+    monkeypatch.setattr(sys, "argv", ["train.py", "seed=1"])
+    assert distributed._script_command() == [sys.executable, os.path.abspath("train.py")]
 
 
 def test_two_nodes_started_by_torchrun_share_the_data_and_write_once(tmp_path):

@@ -109,7 +109,9 @@ def _check_compare(args: list[str]) -> None:
 
 
 def _check_module(module: str, args: list[str]) -> None:
-    if module in MODULE_APPS:
+    if module == "peftlab.train":  # the installed training command: train.py's Hydra main (train.py is its shim)
+        _check_hydra_app("train.py", args)
+    elif module in MODULE_APPS:
         _check_module_app(module, args)
     elif module == "peftlab.serve":
         from peftlab.serve.__main__ import parse_args

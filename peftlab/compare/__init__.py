@@ -12,9 +12,11 @@
 Then the report (<out>/summary.md, report.html): the best method per budget on test with 95 % t intervals over
 seeds, or "no clear winner".
 
-Why a command of its own and not `train.py -m experiment=...`: a Hydra sweep fixes its jobs before the first one
-runs, and confirm's learning rates come out of tune's results (the Optuna sweeper too ends with its best trial; it
-cannot start the next stage). So this module chains three stages of ordinary `train.py -m` sweeps (any launcher).
+Why a command of its own and not `python -m peftlab.train -m experiment=...`: a Hydra sweep fixes its jobs before
+the first one runs, and confirm's learning rates come out of tune's results (the Optuna sweeper too ends with its
+best trial; it cannot start the next stage). So this module chains three stages of ordinary
+`python -m peftlab.train -m` sweeps (any launcher), run by the installed package from the folder the command starts
+in, which need not be a checkout.
 """
 
 import json
@@ -31,7 +33,10 @@ log = logging.getLogger(__name__)
 
 
 def run_protocol(cfg: DictConfig, command_line: list[str], cwd: Path | None = None) -> dict:
-    """tune -> confirm -> test -> report into cfg.compare.out; returns the report's results (write_compare_report)."""
+    """tune -> confirm -> test -> report into cfg.compare.out; returns the report's results (write_compare_report).
+
+    cwd: the folder relative paths (compare.out, the command line's) are read from and the sweeps run in; the
+    current one by default."""
     plan = make_plan(cfg, command_line, Path(cwd or Path.cwd()))
     plan.out.mkdir(parents=True, exist_ok=True)
     chosen = {method: tune(plan, method) for method in plan.methods}

@@ -43,13 +43,13 @@ class Plan:
     tune_overrides: list[str]
     seeds: list[int]
     confirm_overrides: list[str]
-    train_script: Path
+    cwd: Path  # the folder the command started in: the sweeps run there, so relative paths mean the same to them
     default_arm: bool = True
     lr_ranges: dict[str, list[float]] = field(default_factory=dict)
     default_lrs: dict[str, float] = field(default_factory=dict)
 
 
-# Every job gets these with the values the protocol resolved (compare.yaml sets test_split, train.py's config does not).
+# Every job gets these with the values the protocol resolved (compare.yaml sets test_split, conf/config.yaml does not).
 HELD_OUT_OVERRIDES = tuple(f"dataset.{key}" for key in HELD_OUT_KEYS)
 
 
@@ -95,9 +95,6 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         raise ConfigError(f"compare.confirm.seeds={list(c.confirm.seeds)}: at least {MIN_SEEDS} distinct seeds")
     if c.tune.trials < 2:
         raise ConfigError(f"compare.tune.trials={c.tune.trials}: at least 2 learning rates per method")
-    script = (cwd / c.train_script).resolve()
-    if not script.is_file():
-        raise ConfigError(f"compare.train_script={c.train_script}: not found from {cwd}; run from the repository root")
     plan = Plan(
         methods=methods,
         out=(cwd / c.out).resolve(),
@@ -107,7 +104,7 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         tune_overrides=budget_overrides(c.tune),
         seeds=list(c.confirm.seeds),
         confirm_overrides=budget_overrides(c.confirm),
-        train_script=script,
+        cwd=cwd.resolve(),
         default_arm=bool(c.default_arm),
     )
     for method in methods:

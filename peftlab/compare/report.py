@@ -185,7 +185,7 @@ def _write_csv(path: Path, arms: dict[str, list[dict]]) -> None:
 
 
 def _commands(out: Path, methods: list[str]) -> list[str]:
-    """The comparison's command line, then each stage's sweep as it ran (train.py -m ...)."""
+    """The comparison's command line, then each stage's sweep as it ran (python -m peftlab.train -m ...)."""
     main = out / "command.txt"
     lines = [main.read_text().strip()] if main.is_file() else []
     for stage in ("tune", "confirm", DEFAULT_ARM):

@@ -1,9 +1,11 @@
 """The protocol's three stages: tune (a log grid of learning rates per method), confirm (the best one, several seeds)
 and test (every confirmed run's budget checkpoints on the held-out split).
 
-Tune and confirm are ordinary `train.py -m` sweeps, one per method and stage, so their folders are sweep folders
-(metrics.json per job, the sweep report) and any Hydra launcher runs their jobs. A stage whose folder already holds
-every job it plans (the same learning rates and seeds) is skipped: a rerun resumes where the last one stopped.
+Tune and confirm are ordinary `python -m peftlab.train -m` sweeps, one per method and stage, so their folders are
+sweep folders (metrics.json per job, the sweep report) and any Hydra launcher runs their jobs. They run the installed
+package's training command, not a checkout's train.py: a comparison starts from any folder. A stage whose folder
+already holds every job it plans (the same learning rates and seeds) is skipped: a rerun resumes where the last one
+stopped.
 """
 
 import json
@@ -15,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from peftlab.cli import quoted_value
 from peftlab.compare.plan import Plan
 from peftlab.errors import PeftlabError
 from peftlab.report.collect import RunRecord, collect_runs
 from peftlab.report.summary import higher_is_better
-from peftlab.run.distributed import quoted_value
 from peftlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 BUDGETS = (0.1, 0.25, 0.5, 1.0)
 AXES = ("flops", "seconds")
 DEFAULT_ARM = "confirm_default"  # the stage folder of each method's runs at its YAML default learning rate
+TRAIN_MODULE = "peftlab.train"  # the training command every stage's sweep runs (`python -m peftlab.train -m ...`)
 
 
 def lr_grid(low: float, high: float, trials: int) -> list[float]:
@@ -51,7 +54,8 @@ def finished(folder: Path, lrs: list[float], seeds: list[int]) -> bool:
 
 
 def run_sweep(plan: Plan, stage: str, method: str, lrs: list[float], seeds: list[int], extra: list[str]) -> Path:
-    """One `train.py -m` sweep of (lrs × seeds) for a method into <out>/<stage>/<method>, unless already done."""
+    """One `python -m peftlab.train -m` sweep of (lrs × seeds) for a method into <out>/<stage>/<method>, unless already
+    done; it runs in the folder the comparison started in (plan.cwd)."""
     folder = plan.out / stage / method
     if finished(folder, lrs, seeds):
         log.info("%s %s: done already (%s), skipped", stage, method, folder)
@@ -62,7 +66,8 @@ def run_sweep(plan: Plan, stage: str, method: str, lrs: list[float], seeds: list
     folder.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
-        str(plan.train_script),
+        "-m",
+        TRAIN_MODULE,
         "-m",
         *plan.forwarded,
         *extra,
@@ -74,7 +79,7 @@ def run_sweep(plan: Plan, stage: str, method: str, lrs: list[float], seeds: list
     (folder / "command.txt").write_text(" ".join(command[1:]) + "\n")
     log.info("%s %s: %d jobs (lr %s, seeds %s)", stage, method, len(lrs) * len(seeds), lrs, seeds)
     with (plan.out / stage / f"{method}.log").open("w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=plan.cwd, check=False)
     if done.returncode != 0 or not finished(folder, lrs, seeds):
         raise PeftlabError(f"{stage} {method}: the sweep failed (exit {done.returncode}); its log: {out.name}")
     return folder
@@ -159,7 +164,7 @@ def score_on_test(plan: Plan, runs: list[RunRecord]) -> list[dict]:
     """
     from omegaconf import OmegaConf
 
-    from peftlab.run.evaluation import score_each
+    from peftlab.run import score_checkpoints
 
     path = plan.out / "test" / "scores.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,8 +180,8 @@ def score_on_test(plan: Plan, runs: list[RunRecord]) -> list[dict]:
             continue
         cfg = RunDir(run.folder).read_config()  # the run's own model, method, data and held-out rows
         cfg = OmegaConf.merge(cfg, {"split": "test"})
-        scored = score_each(cfg, None, [str(RunDir(run.folder).checkpoint(s)) for s in todo])
-        for step, (row, _) in zip(todo, scored, strict=True):
+        scored = score_checkpoints(cfg, [str(RunDir(run.folder).checkpoint(s)) for s in todo])
+        for step, row in zip(todo, scored, strict=True):
             rows.append({**row, "run": str(run.folder), "seed": run.seed, "step": step})
         path.write_text(json.dumps(rows, indent=2))
     return rows

@@ -1,5 +1,6 @@
-"""Run stage, its public surface: train(cfg) and evaluate(cfg), what train.py and evaluate.py call; fit(cfg) for
-callers that want the trained objects back.
+"""Run stage, its public surface: train(cfg) and evaluate(cfg), what the training command (peftlab.train, train.py)
+and evaluate.py call; fit(cfg) for callers that want the trained objects back; score_checkpoints(cfg, checkpoints),
+how peftlab.compare scores a run's checkpoints on its test split.
 
 Each validates once, first, so a bad value fails before any data or weights load: our own checks in about a second,
 before torch is imported; what peft checks of its config class a few seconds later (importing peft imports torch).
@@ -40,3 +41,14 @@ def evaluate(cfg: DictConfig) -> list[dict]:
     from peftlab.run import evaluation
 
     return evaluation.evaluate(cfg)
+
+
+def score_checkpoints(cfg: DictConfig, checkpoints: list[str]) -> list[dict]:
+    """One row of metrics per training checkpoint of one run, on cfg.split (validation or test), in that order.
+
+    cfg is the run's own config (RunDir.read_config()) with split= set: its model, method, data and held-out rows.
+    The model and data are built once and each checkpoint's trainable weights loaded over the same base.
+    """
+    from peftlab.run import evaluation
+
+    return [row for row, _ in evaluation.score_each(cfg, None, checkpoints)]

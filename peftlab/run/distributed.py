@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from peftlab.cli import quoted_value
 from peftlab.errors import PeftlabError
 from peftlab.rundir import RunDir
 
@@ -55,20 +56,22 @@ def needs_own_process_group(settings) -> bool:
 def ranks_started_by_slurm() -> bool:
     """Every rank is already a process of its own, started by srun (a hydra/launcher=slurm job has one srun task per
     device): Lightning then takes ranks from SLURM's variables (SLURMEnvironment) and starts no processes, so the job
-    trains in this process. A sweep job re-run as `python train.py` would be wrong there: under submitit the entry
-    point is submitit's, not train.py (hydra #2231). Lightning's own test decides it, not a copy of it."""
+    trains in this process. A sweep job re-run as its own command (run_as_process_group) would be wrong there: under
+    submitit the entry point is submitit's, not the training command (hydra #2231). Lightning's own test decides it,
+    not a copy of it."""
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
     return SLURMEnvironment.detect()
 
 
 def run_as_process_group() -> float | None:
-    """Run this sweep job as a plain (non -m) `train.py` in its own process, whose launcher starts the other ranks.
+    """Run this sweep job as a plain (non -m) training command in its own process, whose launcher starts the ranks.
 
     Lightning starts ranks 1.. by re-running sys.argv; under `-m` that is the whole sweep, so each rank would start
     a sweep of its own (Lightning #11300, hydra #2070). Running the job in-process is no way out either: a second
     job would find the first one's process group and LOCAL_RANK/WORLD_SIZE variables still set. So each job runs as
-    `python train.py <this job's overrides> hydra.run.dir=<this job's folder>`: a single run, for which Lightning's
+    `<entry> <this job's overrides> hydra.run.dir=<this job's folder>`, <entry> the one this process was started
+    with (train.py, `-m peftlab.train` or peftlab-train: _script_command): a single run, for which Lightning's
     launcher rebuilds the child command correctly. Returns the job's best metric (for sweepers), from metrics.json.
     """
     from hydra.core.hydra_config import HydraConfig
@@ -89,15 +92,11 @@ def run_as_process_group() -> float | None:
 
 
 def _script_command() -> list[str]:
-    """The interpreter and the entry point this process was started with (a script path, or -m module)."""
+    """The interpreter and the entry point this process was started with: a script path (train.py, the peftlab-train
+    console script) or `-m <module>` (peftlab.train), as Lightning's own launcher rebuilds it."""
     import __main__
 
     spec = getattr(__main__, "__spec__", None)
     if spec is not None and spec.name:
         return [sys.executable, "-m", spec.name]
     return [sys.executable, os.path.abspath(sys.argv[0])]
-
-
-def quoted_value(value: str) -> str:
-    """A value in Hydra's override grammar (quoted: a path may hold spaces, commas or '=')."""
-    return "'" + value.replace("'", "\\'") + "'"
