@@ -23,7 +23,7 @@ LAYERS = [
     ("trainer",),
     ("run",),
     ("report", "cost"),
-    ("export", "serve", "compare", "cloud"),  # the edges: they read run folders and call run's public entry
+    ("train", "export", "serve", "compare", "cloud"),  # the entry and the edges: they call run's public entry
 ]
 LAYER = {package: i for i, packages in enumerate(LAYERS) for package in packages}
 # run's public surface: what the edges may import from it (its __init__).
