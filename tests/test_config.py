@@ -19,9 +19,9 @@ def test_every_group_has_options():
         assert option_names(group), f"conf/{group} has no options"
 
 
-# Groups that another option selects in its defaults list, not config.yaml (hardware=g4dn_spot selects
-# sagemaker=g4dn_spot): a command line adds one to the default hardware with +group=option.
-SELECTED_BY_OPTIONS = ("sagemaker",)
+# Groups that another option or config selects in its defaults list, not config.yaml (hardware=g4dn_spot selects
+# sagemaker=g4dn_spot, launch_sagemaker.yaml cost=sagemaker): a command line adds one with +group=option.
+SELECTED_BY_OPTIONS = ("sagemaker", "cost")
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in option_names(g)])
