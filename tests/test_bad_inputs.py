@@ -46,6 +46,9 @@ def test_hardware_values_are_checked(overrides, expected, tmp_path):
     [
         (["trainer.max_epochs=abc"], "error: trainer.max_epochs: Value 'abc' of type 'str' could not be converted"),
         (["hardware=ddp", "hardware.devices=0"], "error: hardware.devices=0: an integer >= 1 or auto"),
+        # a wrong type in a group with a schema: refused while Hydra composes, the same one line
+        (["dataset.batch_size=abc"], "error: dataset.batch_size: Value 'abc' of type 'str' could not be converted"),
+        (["hardware.num_nodes=x"], "error: hardware.num_nodes: Value 'x' of type 'str' could not be converted"),
     ],
 )
 def test_bad_values_on_the_command_line(args, expected, tmp_path):
