@@ -204,15 +204,40 @@ def test_precision_auto_follows_the_gpu_and_the_family(bf16, model, expected, tm
 
 
 def test_the_strategy_table_agrees_with_lightnings_registry():
-    """config/schema.py keeps its own small table because validation runs where Lightning is not installed (the
-    SageMaker launch); Lightning's StrategyRegistry is the reference it must match."""
+    """config/schema.py keeps its own small table because validation runs before torch is imported, and where torch
+    is not installed (the SageMaker launch); Lightning's StrategyRegistry is the reference it must match."""
     from pytorch_lightning.strategies import DeepSpeedStrategy, FSDPStrategy, StrategyRegistry
 
     from peftlab.config.schema import STRATEGIES
 
-    for name, (package, gpus_only) in STRATEGIES.items():
+    for name, gpus_only in STRATEGIES.items():
         if name == "auto":
             continue
-        strategy = StrategyRegistry[name]["strategy"]
-        assert (package == "deepspeed") == issubclass(strategy, DeepSpeedStrategy), name
-        assert gpus_only == issubclass(strategy, DeepSpeedStrategy | FSDPStrategy), name
+        assert gpus_only == issubclass(StrategyRegistry[name]["strategy"], DeepSpeedStrategy | FSDPStrategy), name
+
+
+DEVICES = [1, 2, 8, 0, -1, -2, "auto", [0], [0, 1], [1, 3], [], [0, 0], [-1], [True], True, 1.5, "x"]
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
+def test_the_devices_rule_agrees_with_lightnings_parsers(accelerator, monkeypatch):
+    """config/schema.py's _devices_ok (torch-free, for the same reason) accepts what Lightning's accelerator parses
+    on a machine with 8 GPUs, and nothing Lightning refuses (`0` and `[]`: its connector's own refusal)."""
+    import lightning_fabric.accelerators.cuda as cuda
+    from lightning_fabric.accelerators import CPUAccelerator, CUDAAccelerator
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from peftlab.config.schema import _devices_ok
+
+    monkeypatch.setattr(cuda, "num_cuda_devices", lambda: 8)
+    kind = CPUAccelerator if accelerator == "cpu" else CUDAAccelerator
+    for devices in DEVICES:
+        if isinstance(devices, bool):  # stricter on purpose: Lightning's CPU parser takes `true` as 1 process
+            assert not _devices_ok(devices, accelerator)
+            continue
+        try:
+            parsed = kind.parse_devices(kind.auto_device_count() if devices == "auto" else devices)
+            lightning_ok = devices not in (0, []) and bool(kind.get_parallel_devices(parsed))
+        except (MisconfigurationException, TypeError, ValueError):
+            lightning_ok = False
+        assert _devices_ok(devices, accelerator) == lightning_ok, devices
