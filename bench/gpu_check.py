@@ -98,9 +98,12 @@ class Context:
         shape = self.sizes.smollm2
         name = "smollm2_135m_shape" if shape else "smollm2_tiny_check"
         sized = [f"model.config_overrides={shape}"] if shape else []
-        tokenizer = f"+model.twin_tokenizer={{_target_:peftlab.offline.twin_tokenizers.saved,path:'{self.tokenizer}'}}"
-        return ["model=smollm2_tiny", f"model.name_or_path=${{paths.cache_dir}}/tiny_models/{name}",
-                "~model.twin_tokenizer", tokenizer, *sized]  # fmt: skip
+        # The GGUF reader's keys give way to the saved files' (ModelSettings is a schema: its keys stay, theirs go).
+        tokenizer = [*(f"~model.twin_tokenizer.{key}" for key in ("file", "package", "install")),
+                     "model.twin_tokenizer._target_=peftlab.offline.twin_tokenizers.saved",
+                     f"+model.twin_tokenizer.path='{self.tokenizer}'"]  # fmt: skip
+        return ["model=smollm2_tiny", f"model.name_or_path=${{paths.cache_dir}}/tiny_models/{name}", *tokenizer,
+                *sized]  # fmt: skip
 
     def data_dir(self, name: str) -> str:
         from gpu_checks import Skip

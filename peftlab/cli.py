@@ -1,16 +1,23 @@
-"""What every command line shares: the process set-up, a PeftlabError as one `error:` line with exit code 2, and
-the quoting of values in Hydra overrides that one command writes for another.
+"""What every command line shares: the process set-up, a bad value as one `error:` line with exit code 2, a missing
+extra said the same way, and the quoting of values in Hydra overrides that one command writes for another.
 
 train.py (`python -m peftlab.train`), evaluate.py, launch_sagemaker.py, `python -m peftlab.export`, `peftlab.cost`
 and `peftlab.serve` all return `run_command(function, *args)`: the same behaviour on a bad value everywhere, no
-traceback.
+traceback. A value Hydra
+refuses while it composes (a wrong type, an unknown key, a missing option: config/store.py) never reaches
+run_command; importing this module makes Hydra report those in the same one line (report_composition_errors).
 """
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
+
 from peftlab.compat import prepare_process
+from peftlab.config.checks import schema_error
 from peftlab.errors import PeftlabError
 
 USER_ERROR = 2  # exit code of a bad value or file (argparse and Hydra use 2 for usage errors too)
@@ -22,8 +29,50 @@ def run_command(function: Callable[..., Any], *args: Any) -> Any:
     try:
         return function(*args)
     except PeftlabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(USER_ERROR)
+        _exit_with(str(err))
+
+
+def composition_error(err: HydraException) -> str:
+    """Hydra's composition error as one line: the OmegaConf refusal behind it names the full key and what is allowed
+    (`dataset.batch_size: Value 'abc' ... could not be converted to Integer`); otherwise Hydra's own text, one line."""
+    if isinstance(err.__cause__, OmegaConfBaseException) and getattr(err.__cause__, "full_key", None):
+        return schema_error(err.__cause__)
+    text = str(err).split("\nConfig search path:")[0]  # MissingConfigException's trailer: where Hydra looked
+    parts: list[str] = []
+    for line in text.splitlines():  # "Available options in 'model':" then one tab-indented option a line
+        if line.startswith("\t") and parts:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
+        elif line.strip():
+            parts.append(line.strip())
+    return "; ".join(parts)
+
+
+def report_composition_errors() -> None:
+    """Make @hydra.main print a failed composition as one `error:` line with exit code 2, like run_command.
+
+    Hydra 1.3 runs the composition (and the task) under hydra._internal.utils.run_and_report, which prints such an
+    error over several lines and exits 1; it has no public hook, so that function is wrapped where _run_hydra looks
+    it up. HYDRA_FULL_ERROR=1 keeps Hydra's own report. tests/test_cli.py runs the real command lines through it.
+    """
+    from hydra._internal import utils
+
+    report = getattr(utils, "run_and_report", None)
+    if report is None or getattr(report, "one_line", False):  # another Hydra layout; or wrapped already
+        return
+
+    def run_and_report(func: Callable[[], Any]) -> Any:
+        def composed() -> Any:
+            try:
+                return func()
+            except (ConfigCompositionException, MissingConfigException, OverrideParseException) as err:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                _exit_with(composition_error(err))
+
+        return report(composed)
+
+    run_and_report.one_line = True
+    utils.run_and_report = run_and_report
 
 
 def require_extra(extra: str, *modules: str) -> None:
@@ -32,11 +81,17 @@ def require_extra(extra: str, *modules: str) -> None:
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        print(f"error: needs the '{extra}' extra ({', '.join(missing)} not installed): pip install 'peftlab[{extra}]'",
-              file=sys.stderr)  # fmt: skip
-        sys.exit(USER_ERROR)
+        _exit_with(f"needs the '{extra}' extra ({', '.join(missing)} not installed): pip install 'peftlab[{extra}]'")
 
 
 def quoted_value(value: str) -> str:
     """A value in Hydra's override grammar (quoted: a path may hold spaces, commas or '=')."""
     return "'" + value.replace("'", "\\'") + "'"
+
+
+def _exit_with(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(USER_ERROR)
+
+
+report_composition_errors()  # before any entry point's @hydra.main runs: each imports run_command from here

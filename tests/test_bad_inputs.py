@@ -46,6 +46,9 @@ def test_hardware_values_are_checked(overrides, expected, tmp_path):
     [
         (["trainer.max_epochs=abc"], "error: trainer.max_epochs: Value 'abc' of type 'str' could not be converted"),
         (["hardware=ddp", "hardware.devices=0"], "error: hardware.devices=0: an integer >= 1 or auto"),
+        # a wrong type in a group with a schema: refused while Hydra composes, the same one line
+        (["dataset.batch_size=abc"], "error: dataset.batch_size: Value 'abc' of type 'str' could not be converted"),
+        (["hardware.num_nodes=x"], "error: hardware.num_nodes: Value 'x' of type 'str' could not be converted"),
     ],
 )
 def test_bad_values_on_the_command_line(args, expected, tmp_path):
@@ -58,7 +61,25 @@ def test_missing_deepspeed_is_reported_before_the_model_is_read(tmp_path):
     if importlib.util.find_spec("deepspeed") is not None:
         pytest.skip("deepspeed is installed here")
     proc = run_cli("hardware=deepspeed", "model.name_or_path=no-such-model-folder", f"hydra.run.dir={tmp_path}")
-    assert "needs the 'deepspeed' package" in _error_line(proc)  # not "cannot load 'no-such-model-folder'"
+    # Lightning's own DeepSpeedStrategy says what is missing; not "cannot load 'no-such-model-folder'"
+    assert _error_line(proc).startswith(
+        "error: hardware.strategy='deepspeed_stage_2': To use the `DeepSpeedStrategy`, you must have DeepSpeed "
+        "installed. Install it by running `pip install -U deepspeed`."
+    )
+
+
+def test_processes_per_node_is_lightnings_count(monkeypatch):
+    """One process per device Lightning's accelerator parses on this machine; GPUs it lacks are named in one line."""
+    import lightning_fabric.accelerators.cuda as cuda
+
+    from peftlab.run.distributed import processes_per_node
+    from peftlab.trainer.hardware import parallel_devices
+
+    assert [processes_per_node("cpu", d) for d in (1, 3, "auto")] == [1, 3, 1]
+    monkeypatch.setattr(cuda, "num_cuda_devices", lambda: 2)
+    assert [len(parallel_devices("cuda", d)) for d in (1, 2, -1, "auto", [1])] == [1, 2, 2, 2, 1]
+    with pytest.raises(ConfigError, match=r"^hardware.devices=\[0, 3\]: You requested gpu: \[0, 3\] But your machine"):
+        parallel_devices("cuda", [0, 3])
 
 
 def test_invalid_json_names_the_line(write_jsonl, tmp_path):

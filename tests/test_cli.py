@@ -17,6 +17,13 @@ def _error_line(proc) -> str:
     return errors[0]
 
 
+# ModelSettings' fields, as an unknown model key's error lists them
+MODEL_KEYS = (
+    "architecture, config_overrides, dtype, float16, gguf, head_modules, init, model_type, name, name_or_path, "
+    "pad_token, peft_defaults, tokenizer, twin_tokenizer"
+)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -29,6 +36,9 @@ def _error_line(proc) -> str:
             ["dataset=sst2", "dataset.data_dir=/no/such/folder"],
             "error: dataset.data_dir='/no/such/folder': folder does not exist",
         ),
+        # Refused by Hydra while it composes (the model group's schema), or by validate() for a `+` key: one line too
+        (["model.nme=x"], f"error: model.nme: unknown key; allowed keys are {MODEL_KEYS}"),
+        (["+model.foo=1"], f"error: model.foo: unknown key; allowed keys are {MODEL_KEYS}"),
     ],
 )
 def test_bad_override_one_line(args, expected, tmp_path):

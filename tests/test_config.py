@@ -2,13 +2,26 @@
 
 import pytest
 from conftest import CONF, compose_config, option_names
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
 
+from peftlab.cli import composition_error
 from peftlab.config import validate
-from peftlab.config.peft_schema import MethodSettings
+from peftlab.config.method_schema import OWN_SCHEMAS, MethodSettings
+from peftlab.config.store import SCHEMAS
 from peftlab.errors import ConfigError
 
 # conf/hydra/ holds options of Hydra's own groups (hydra/launcher=sagemaker), not groups of a run.
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+
+
+def composed_and_validated(overrides: list[str], tmp_path):
+    """As a command line does it: Hydra composes (its refusal read as the CLI's one line), then validate()."""
+    try:
+        cfg = compose_config(overrides, output_dir=tmp_path)
+    except HydraException as err:
+        raise ConfigError(composition_error(err)) from err
+    return validate(cfg)
 
 
 def test_every_group_has_options():
@@ -19,9 +32,9 @@ def test_every_group_has_options():
         assert option_names(group), f"conf/{group} has no options"
 
 
-# Groups that another option selects in its defaults list, not config.yaml (hardware=g4dn_spot selects
-# sagemaker=g4dn_spot): a command line adds one to the default hardware with +group=option.
-SELECTED_BY_OPTIONS = ("sagemaker",)
+# Groups that another option or config selects in its defaults list, not config.yaml (hardware=g4dn_spot selects
+# sagemaker=g4dn_spot, launch_sagemaker.yaml cost=sagemaker): a command line adds one with +group=option.
+SELECTED_BY_OPTIONS = ("sagemaker", "cost")
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in option_names(g)])
@@ -30,6 +43,8 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     extra = ["model=t5_tiny"] if group == "dataset" and option in GENERATION_DATASETS else []
     plus = "+" if group in SELECTED_BY_OPTIONS else ""
     cfg = compose_config([f"{plus}{group}={option}", *extra], output_dir=tmp_path)
+    schema = SCHEMAS.get(f"peft/{option}" if group == "peft" else group)
+    assert schema is None or OmegaConf.get_type(cfg[group]) is schema  # the option starts from its group's schema
     if (group, option) in REFUSED_OPTIONS:  # kept as the option users type; validation says why it cannot run yet
         with pytest.raises(ConfigError, match=REFUSED_OPTIONS[group, option]):
             validate(cfg)
@@ -85,6 +100,12 @@ def test_every_peft_option_is_named_after_its_file(tmp_path):
         ("dataset.metric=auc", "dataset.metric='auc': must be one of metrics=['accuracy', 'f1']"),
         ("dataset.labels=[only]", "dataset.labels=['only']"),
         ("+peft.rank=4", "peft.rank: unknown key; allowed keys are"),
+        # Refused by the groups' schemas while Hydra composes (config/store.py), or by validate() for a `+` key
+        ("model.nme=x", "model.nme: unknown key; allowed keys are architecture, config_overrides, dtype,"),
+        ("+model.foo=1", "model.foo: unknown key; allowed keys are architecture, config_overrides, dtype,"),
+        ("dataset.batch_size=abc", "dataset.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("hardware.num_nodes=x", "hardware.num_nodes: Value 'x' of type 'str' could not be converted to Integer"),
+        ("optim.warmup_ratio=soon", "optim.warmup_ratio: Value 'soon' of type 'str' could not be converted to Float"),
         ("peft._target_=peft.LoraConfg", "peft._target_=peft.LoraConfg: not a peft config class"),
         ("hardware.precision=fp8", "hardware.precision='fp8': allowed values are"),
         ("optim.optimizer.lr=0", "optim.optimizer.lr=0"),
@@ -93,11 +114,22 @@ def test_every_peft_option_is_named_after_its_file(tmp_path):
     ],
 )
 def test_bad_values_name_the_key(override, expected, tmp_path):
-    cfg = compose_config([override], output_dir=tmp_path)
     with pytest.raises(ConfigError) as info:
-        validate(cfg)
+        composed_and_validated([override], tmp_path)
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "schema"),
+    [([f"{group}.nope=1"], group) for group in ("model", "dataset", "hardware", "optim")]
+    + [([f"peft={method}", "peft.nope=1"], f"peft/{method}") for method in OWN_SCHEMAS],
+)
+def test_groups_with_a_schema_refuse_unknown_keys_while_composing(overrides, schema, tmp_path):
+    with pytest.raises(HydraException) as info:  # Hydra refuses it: no code of ours ran
+        compose_config(overrides, output_dir=tmp_path)
+    allowed = ", ".join(sorted(SCHEMAS[schema].__dataclass_fields__))
+    assert composition_error(info.value) == f"{overrides[-1].split('=')[0]}: unknown key; allowed keys are {allowed}"
 
 
 def test_missing_data_dir_names_the_path(tmp_path):
@@ -172,15 +204,40 @@ def test_precision_auto_follows_the_gpu_and_the_family(bf16, model, expected, tm
 
 
 def test_the_strategy_table_agrees_with_lightnings_registry():
-    """config/schema.py keeps its own small table because validation runs where Lightning is not installed (the
-    SageMaker launch); Lightning's StrategyRegistry is the reference it must match."""
+    """config/schema.py keeps its own small table because validation runs before torch is imported, and where torch
+    is not installed (the SageMaker launch); Lightning's StrategyRegistry is the reference it must match."""
     from pytorch_lightning.strategies import DeepSpeedStrategy, FSDPStrategy, StrategyRegistry
 
     from peftlab.config.schema import STRATEGIES
 
-    for name, (package, gpus_only) in STRATEGIES.items():
+    for name, gpus_only in STRATEGIES.items():
         if name == "auto":
             continue
-        strategy = StrategyRegistry[name]["strategy"]
-        assert (package == "deepspeed") == issubclass(strategy, DeepSpeedStrategy), name
-        assert gpus_only == issubclass(strategy, DeepSpeedStrategy | FSDPStrategy), name
+        assert gpus_only == issubclass(StrategyRegistry[name]["strategy"], DeepSpeedStrategy | FSDPStrategy), name
+
+
+DEVICES = [1, 2, 8, 0, -1, -2, "auto", [0], [0, 1], [1, 3], [], [0, 0], [-1], [True], True, 1.5, "x"]
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
+def test_the_devices_rule_agrees_with_lightnings_parsers(accelerator, monkeypatch):
+    """config/schema.py's _devices_ok (torch-free, for the same reason) accepts what Lightning's accelerator parses
+    on a machine with 8 GPUs, and nothing Lightning refuses (`0` and `[]`: its connector's own refusal)."""
+    import lightning_fabric.accelerators.cuda as cuda
+    from lightning_fabric.accelerators import CPUAccelerator, CUDAAccelerator
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from peftlab.config.schema import _devices_ok
+
+    monkeypatch.setattr(cuda, "num_cuda_devices", lambda: 8)
+    kind = CPUAccelerator if accelerator == "cpu" else CUDAAccelerator
+    for devices in DEVICES:
+        if isinstance(devices, bool):  # stricter on purpose: Lightning's CPU parser takes `true` as 1 process
+            assert not _devices_ok(devices, accelerator)
+            continue
+        try:
+            parsed = kind.parse_devices(kind.auto_device_count() if devices == "auto" else devices)
+            lightning_ok = devices not in (0, []) and bool(kind.get_parallel_devices(parsed))
+        except (MisconfigurationException, TypeError, ValueError):
+            lightning_ok = False
+        assert _devices_ok(devices, accelerator) == lightning_ok, devices

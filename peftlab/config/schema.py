@@ -1,7 +1,7 @@
 """Typed schemas of each config group; `__post_init__` rejects values that would fail later, and says why.
 
-OmegaConf converts and type-checks the YAML into these dataclasses (see validate.py); the checks here run
-before any model or data is loaded. A failed check raises SettingError(key, value, allowed).
+Hydra types and closes each group's keys with them while composing (config/store.py); validate() builds them, which
+runs the checks here before any model or data is loaded. A failed check raises SettingError(key, value, allowed).
 """
 
 from dataclasses import dataclass, field
@@ -13,22 +13,23 @@ from peftlab.config.tasks import ARCHITECTURES
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
-# Lightning strategy names accepted as hardware.strategy -> (package needed beyond Lightning or None, GPUs only).
-# Both are checked before any weights load (Lightning would fail much later, or with a traceback). Why a table and not
-# Lightning's StrategyRegistry: validation also runs where Lightning is not installed (the SageMaker launch); a test
-# checks every row against the registry.
+# Lightning's strategy names accepted as hardware.strategy -> whether Lightning runs it on GPUs only. A copy, not
+# Lightning's StrategyRegistry: validation runs before torch is imported, in about a second, and also where torch is
+# not installed (the SageMaker launch's machine); importing Lightning imports torch and takes seconds more.
+# tests/test_config.py checks every row against the registry. What a strategy needs on the training machine
+# (DeepSpeed's package) Lightning answers there itself (trainer/hardware.py).
 STRATEGIES = {
-    "auto": (None, False),
-    "ddp": (None, False),
-    "ddp_find_unused_parameters_true": (None, False),
-    "ddp_spawn": (None, False),
-    "fsdp": (None, True),
-    "deepspeed": ("deepspeed", True),
-    "deepspeed_stage_1": ("deepspeed", True),
-    "deepspeed_stage_2": ("deepspeed", True),
-    "deepspeed_stage_2_offload": ("deepspeed", True),
-    "deepspeed_stage_3": ("deepspeed", True),
-    "deepspeed_stage_3_offload": ("deepspeed", True),
+    "auto": False,
+    "ddp": False,
+    "ddp_find_unused_parameters_true": False,
+    "ddp_spawn": False,
+    "fsdp": True,
+    "deepspeed": True,
+    "deepspeed_stage_1": True,
+    "deepspeed_stage_2": True,
+    "deepspeed_stage_2_offload": True,
+    "deepspeed_stage_3": True,
+    "deepspeed_stage_3_offload": True,
 }
 
 
@@ -100,10 +101,9 @@ class HardwareSettings:
             "an integer >= 1 or auto (on cpu: the number of processes); on GPUs also -1 (all) or indices like [0,1]",
         )
         check_choice("strategy", self.strategy, tuple(STRATEGIES))
-        # Whether the strategy's package is installed is checked with the machine (trainer/hardware.py), not here.
-        _, gpus_only = STRATEGIES[self.strategy]
+        # Whether the machine has the strategy's package and the devices is checked on it (trainer/hardware.py).
         check(
-            not (gpus_only and self.accelerator == "cpu"),
+            not (STRATEGIES[self.strategy] and self.accelerator == "cpu"),
             "strategy",
             self.strategy,
             "runs on GPUs only (Lightning); on CPU use hardware=ddp hardware.accelerator=cpu",
@@ -111,7 +111,11 @@ class HardwareSettings:
 
 
 def _devices_ok(devices: Any, accelerator: str) -> bool:
-    """What Lightning's Trainer(devices=...) accepts for this accelerator (CPU: a process count only)."""
+    """What Lightning's Trainer(devices=...) accepts for this accelerator (CPU: a process count only), without torch.
+
+    Lightning's own parsers (its accelerators' parse_devices) import torch and count the GPUs of the machine they run
+    on: they answer on the training machine (trainer/hardware.py); tests/test_config.py holds this rule to them.
+    """
     if devices == "auto":
         return True
     if isinstance(devices, bool):

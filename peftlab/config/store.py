@@ -1,22 +1,35 @@
 """Our schemas as Hydra structured configs: each option YAML of a group starts from its group's schema.
 
-A dataset YAML then states only what differs from DatasetSettings' defaults, and a wrong type fails while Hydra
-composes (`dataset.batch_size=abc`: "Value 'abc' ... could not be converted to Integer"). Cross-field rules stay in
-each schema's __post_init__ (config/validate.py), which keeps its one-line errors.
+An option then states only what differs from the schema's defaults, and Hydra types and closes its keys while it
+composes: `dataset.batch_size=abc` ("Value 'abc' ... could not be converted to Integer") and `model.nme=x` (not a key
+of ModelSettings) fail before any code of ours runs; peftlab/cli.py prints either as one line naming the full key.
+Rules between fields stay in each schema's __post_init__ and rules between groups in config/validate.py.
 Stored under `schema/`, so they are not selectable options of the groups themselves:
     defaults:
       - /schema/dataset@_here_
       - _self_
+The trainer group is open (any Lightning Trainer argument, `+trainer.<arg>=`) and the peft library's methods are
+checked by peft's own config classes (config/peft_schema.py): neither has a schema here.
 """
 
 from hydra.core.config_store import ConfigStore
 
 from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.config.method_schema import OWN_SCHEMAS
+from peftlab.config.schema import HardwareSettings, ModelSettings, OptimSettings
 
-SCHEMAS = {"dataset": DatasetSettings}
+# schema/<name> -> its dataclass; peftlab's own peft methods are schema/peft/<method> (conf/peft/full.yaml ...).
+SCHEMAS: dict[str, type] = {
+    "dataset": DatasetSettings,
+    "model": ModelSettings,
+    "hardware": HardwareSettings,
+    "optim": OptimSettings,
+    **{f"peft/{method}": schema for method, schema in OWN_SCHEMAS.items()},
+}
 
 
 def register_schemas() -> None:
     store = ConfigStore.instance()
-    for group, schema in SCHEMAS.items():
-        store.store(group="schema", name=group, node=schema)
+    for name, schema in SCHEMAS.items():
+        group, _, option = f"schema/{name}".rpartition("/")
+        store.store(group=group, name=option, node=schema)

@@ -1,12 +1,17 @@
-"""validate(cfg): turn the composed DictConfig into typed RunSettings, or fail with one line naming the key."""
+"""validate(cfg): the composed config as typed RunSettings, and the rules between groups, each failing in one line.
+
+Hydra has typed and closed every group with a schema while composing (config/store.py); here each group becomes its
+dataclass (whose __post_init__ relates its own fields) and what no single group can say is checked: the task against
+the architecture, the method's capabilities against the model and the hardware, the precision against the family.
+"""
 
 from dataclasses import fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+from omegaconf.errors import OmegaConfBaseException
 
-from peftlab.config.checks import SettingError
+from peftlab.config.checks import SettingError, schema_error
 from peftlab.config.peft_schema import PeftSettings, schema_for, split_peft_values
 from peftlab.config.schema import (
     DatasetSettings,
@@ -19,40 +24,55 @@ from peftlab.config.schema import (
 from peftlab.config.tasks import metric_names_for, task_shape
 from peftlab.errors import ConfigError, PeftlabError
 
-# section -> (schema, closed). Closed sections reject unknown keys; the trainer section is open because
-# any pytorch_lightning.Trainer argument may be added with +trainer.<arg>=...
-_SECTIONS: dict[str, tuple[type, bool]] = {
-    "model": (ModelSettings, True),
-    "dataset": (DatasetSettings, True),
-    "hardware": (HardwareSettings, True),
-    "trainer": (TrainerSettings, False),
-    "optim": (OptimSettings, True),
+GROUPS: dict[str, type] = {
+    "model": ModelSettings,
+    "dataset": DatasetSettings,
+    "hardware": HardwareSettings,
+    "optim": OptimSettings,
 }
+# The trainer group is open (any Lightning Trainer argument, `+trainer.<arg>=`): only the keys we check are typed.
+TRAINER_KEYS = {f.name for f in fields(TrainerSettings)}
 
 
 def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = True) -> RunSettings:
-    """Check every group we own; raise ConfigError("<full.key>=<value>: <what is allowed>") on the first problem.
+    """Type every group we own and check the rules between them; raise ConfigError("<full.key>=<value>: <what is
+    allowed>") on the first problem.
 
     check_files=False skips checks of data files (serving reads a run's config, not its rows).
     check_with_peft=False skips instantiating the peft config class, which imports peft and torch: the SageMaker
     launch checks our keys only (the launching machine needs no torch; the job validates in full before training).
     """
-    typed = {name: _typed_section(cfg, name, schema, closed) for name, (schema, closed) in _SECTIONS.items()}
+    typed = {name: typed_group(cfg, name, schema) for name, schema in GROUPS.items()}
+    typed["trainer"] = typed_group(cfg, "trainer", TrainerSettings, keys=TRAINER_KEYS)
     if check_files:
         try:
             typed["dataset"].check_files()
         except SettingError as err:
             raise ConfigError(f"dataset.{err}") from err
-    typed["peft"] = _peft_section(cfg)
-    model, dataset, method = typed["model"], typed["dataset"], typed["peft"].method
+    typed["peft"] = _peft_group(cfg)
+    shape = check_task_fits(typed["model"], typed["dataset"], typed["peft"])
+    check_hardware_fits(typed["model"], typed["peft"], typed["hardware"])
+    resume = cfg.get("resume")
+    if resume not in (None, "auto"):
+        raise ConfigError(f"resume={resume!r}: null (start from scratch) or auto (continue from the last checkpoint)")
+    if resume and cfg.get("ckpt_path"):
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: give either ckpt_path or resume=auto, not both")
+    if check_with_peft and isinstance(typed["peft"], PeftSettings):  # last: the one check that imports peft, torch
+        typed["peft"].check_with_peft(typed["model"].model_type)
+        check_prompt_learning_sharding(typed["peft"], typed["hardware"])
+    return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape)
+
+
+def check_task_fits(model: ModelSettings, dataset: DatasetSettings, peft: Any) -> str:
+    """The task shape of dataset.task on model.architecture (config/tasks.py), if the method, the chat template and
+    the metrics can train and score it there."""
     shape = task_shape(dataset.task, model.architecture, dataset.name, model.name)
-    refused = typed["peft"].capabilities.refusal(model.model_type, shape)  # the method's record (conf/peft/*.yaml)
+    refused = peft.capabilities.refusal(model.model_type, shape)  # the method's record (conf/peft/*.yaml)
     if refused and refused[0] == "family":
-        raise ConfigError(f"peft={method} with model={model.name}: not supported ({refused[1]})")
+        raise ConfigError(f"peft={peft.method} with model={model.name}: not supported ({refused[1]})")
     if refused:
         where = f"dataset={dataset.name} on model={model.name}"
-        raise ConfigError(f"peft={method} with {where}: not supported ({refused[1]})")
-    check_hardware_fits(model, typed["peft"], typed["hardware"])
+        raise ConfigError(f"peft={peft.method} with {where}: not supported ({refused[1]})")
     if dataset.chat_template and shape != "causal":
         raise ConfigError(f"dataset.chat_template=true: for causal models only (model={model.name} is {shape})")
     allowed = metric_names_for(dataset.task, model.architecture)
@@ -62,15 +82,7 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
                 f"dataset.metrics: {name!r} is not available for {dataset.task} on model={model.name} "
                 f"({model.architecture}); allowed: {', '.join(allowed)}"
             )
-    resume = cfg.get("resume")
-    if resume not in (None, "auto"):
-        raise ConfigError(f"resume={resume!r}: null (start from scratch) or auto (continue from the last checkpoint)")
-    if resume and cfg.get("ckpt_path"):
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: give either ckpt_path or resume=auto, not both")
-    if check_with_peft and isinstance(typed["peft"], PeftSettings):  # last: the one check that imports peft, torch
-        typed["peft"].check_with_peft(model.model_type)
-        check_prompt_learning_sharding(typed["peft"], typed["hardware"])
-    return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape)
+    return shape
 
 
 # Strategies that shard or wrap the weights themselves: a 4-bit bitsandbytes base is neither sharded nor wrapped by
@@ -113,52 +125,35 @@ def check_prompt_learning_sharding(peft: PeftSettings, hardware: HardwareSetting
         )
 
 
-def _peft_section(cfg: DictConfig) -> Any:
-    """Our own methods are closed typed sections; a peft method (`_target_`) keeps its peft keys as `fields`."""
-    node = cfg.get("peft")
-    schema = schema_for(node)
-    if schema is not PeftSettings:
-        return _typed_section(cfg, "peft", schema, closed=True)
-    values = {}
-    for key in node:
-        try:
-            values[key] = _resolved(node, key)
-        except OmegaConfBaseException as err:  # e.g. a family without model.peft_defaults for this method
-            _reraise_user_error(err)
-            raise ConfigError(f"peft.{key}: {_first_line(err)}") from err
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PeftSettings), split_peft_values(values)))
-    except SettingError as err:
-        raise ConfigError(f"peft.{err}") from err
-    except (ValidationError, ConfigKeyError) as err:
-        key = f"peft.{err.full_key}" if getattr(err, "full_key", None) else "peft"
-        raise ConfigError(f"{key}: {_first_line(err)}") from err
+def _peft_group(cfg: DictConfig) -> Any:
+    """Our own methods have a schema each; a peft method (`_target_`) keeps its peft keys as PeftSettings.fields."""
+    schema = schema_for(cfg.get("peft"))
+    return typed_group(cfg, "peft", schema, reshape=split_peft_values if schema is PeftSettings else None)
 
 
-def _typed_section(cfg: DictConfig, name: str, schema: type, closed: bool) -> Any:
+def typed_group(cfg: DictConfig, name: str, schema: type, keys: set[str] | None = None, reshape=None) -> Any:
+    """cfg.<name> as its schema's dataclass (its __post_init__ run); a refusal is one ConfigError naming the full key.
+
+    Merged into the schema again here: a run folder's config.yaml was never composed by Hydra, and a `+key=` override
+    adds a key Hydra's schema lets through. Values are resolved first, as `${paths...}` or `${peft.lr}` point outside
+    the group; `keys`: only these are resolved and checked (an open group's others may need Hydra's runtime).
+    """
     if name not in cfg:
         raise ConfigError(f"{name}: group missing from the config (choose one with {name}=<option>)")
-    known = {f.name for f in fields(schema)}
     node = cfg[name]
-    if closed:
-        unknown = sorted(set(node) - known)
-        if unknown:
-            raise ConfigError(f"{name}.{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(known))}")
     try:
-        # Open sections: resolve only the keys we check (others may point at Hydra's runtime, e.g. output_dir).
-        values = {k: _resolved(node, k) for k in node if k in known}
-    except OmegaConfBaseException as err:
-        _reraise_user_error(err)
-        raise ConfigError(f"{name}: {_first_line(err)}") from err
+        values = {k: _resolved(node, k) for k in node if keys is None or k in keys}
+    except OmegaConfBaseException as err:  # full_key is the whole key here: the node sits in cfg
+        _reraise_user_error(err)  # a resolver's own error, e.g. packaged_model's "not installed"
+        raise ConfigError(schema_error(err) if getattr(err, "full_key", None) else schema_error(err, name)) from err
+    if reshape is not None:
+        values = reshape(values)
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except SettingError as err:
         raise ConfigError(f"{name}.{err}") from err
-    except (ValidationError, ConfigKeyError) as err:
-        key = f"{name}.{err.full_key}" if getattr(err, "full_key", None) else name
-        raise ConfigError(f"{key}: {_first_line(err)}") from err
-    except MissingMandatoryValue as err:
-        raise ConfigError(f"{name}: {_first_line(err)}") from err
+    except OmegaConfBaseException as err:  # full_key is within the group here
+        raise ConfigError(schema_error(err, prefix=name)) from err
 
 
 def _resolved(node: DictConfig, key: str) -> Any:
@@ -180,8 +175,3 @@ def _reraise_user_error(err: BaseException) -> None:
         if isinstance(cause, PeftlabError):
             raise cause
         cause = cause.__cause__ or cause.__context__
-
-
-def _first_line(err: BaseException) -> str:
-    msg = getattr(err, "msg", None) or str(err)
-    return msg.strip().splitlines()[0]

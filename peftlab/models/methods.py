@@ -14,13 +14,8 @@ import peft
 import torch
 
 from peftlab.compat import name_loaded_adalora_adapter, use_bitsandbytes
-from peftlab.config.peft_schema import (
-    FullSettings,
-    HeadOnlySettings,
-    NoMethodSettings,
-    ParallelAdapterSettings,
-    PeftSettings,
-)
+from peftlab.config.method_schema import FullSettings, HeadOnlySettings, NoMethodSettings, ParallelAdapterSettings
+from peftlab.config.peft_schema import PeftSettings
 from peftlab.errors import ConfigError
 from peftlab.models import parallel_adapter
 
@@ -202,7 +197,7 @@ class Method:
     whole_model: bool = False  # save writes every weight, frozen ones too (a gather from shards must fetch them)
 
 
-# Validated settings type (config/peft_schema.py) -> builder. Every peft method shares one.
+# Validated settings type (config/peft_schema.py, method_schema.py) -> builder. Every peft method shares one.
 METHODS: dict[type, Method] = {
     PeftSettings: Method(apply_peft, load_kwargs=peft_load_kwargs),
     ParallelAdapterSettings: Method(apply_parallel_adapters, save=save_parallel, load=load_parallel),

@@ -26,16 +26,16 @@ def effective_batch(per_device: int, trainer) -> dict:
 
 
 def processes_per_node(accelerator: str, devices) -> int:
-    """How many processes Lightning starts on each node for Trainer(accelerator, devices)."""
-    if isinstance(devices, list):
-        return len(devices)
-    if devices in ("auto", -1):
-        if accelerator == "cpu":
-            return 1
-        import torch
+    """How many processes Lightning starts on each node for Trainer(accelerator, devices): one per device its
+    accelerator parses on this machine (trainer/hardware.py). 0 on a machine without the GPUs asked for, where
+    check_hardware stops the run in one line before any Trainer is built."""
+    import torch
 
-        return max(torch.cuda.device_count(), 1)
-    return int(devices)
+    from peftlab.trainer.hardware import parallel_devices
+
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        return 0
+    return len(parallel_devices(accelerator, devices))
 
 
 def in_multirun() -> bool:
