@@ -90,14 +90,14 @@ class Context:
     def gpt2(self) -> list[str]:
         shape = self.sizes.gpt2
         name = "gpt2_124m_shape" if shape else "gpt2_tiny_check"
-        sized = [f"model.config_overrides={shape}"] if shape else []
+        sized = [f"++model.config_overrides={shape}"] if shape else []  # ++: keys the twin does not set (rope_theta)
         return ["model=gpt2_tiny", f"model.name_or_path=${{paths.cache_dir}}/tiny_models/{name}", *sized]
 
     @property
     def smollm2(self) -> list[str]:
         shape = self.sizes.smollm2
         name = "smollm2_135m_shape" if shape else "smollm2_tiny_check"
-        sized = [f"model.config_overrides={shape}"] if shape else []
+        sized = [f"++model.config_overrides={shape}"] if shape else []  # ++: keys the twin does not set (rope_theta)
         # The GGUF reader's keys give way to the saved files' (ModelSettings is a schema: its keys stay, theirs go).
         tokenizer = [*(f"~model.twin_tokenizer.{key}" for key in ("file", "package", "install")),
                      "model.twin_tokenizer._target_=peftlab.offline.twin_tokenizers.saved",
