@@ -59,6 +59,7 @@ class RunDir:
     last_checkpoint = _Path(LAST, under="checkpoints")
     tracker_runs = _Path("tracker_runs.json", under="checkpoints")  # beside what a restarted job gets back
     overrides = _Path(".hydra", "overrides.yaml")
+    hydra_config = _Path(".hydra", "config.yaml")  # Hydra's record of the composition (a cloud sweep writes it too)
     # evaluate.py's outputs (its run folder is its own)
     eval_metrics = _Path("eval_metrics.json")
     compare_csv = _Path("compare.csv")
@@ -80,6 +81,13 @@ class RunDir:
         if not found:
             raise ConfigError(f"{self.root}: no checkpoint of step {step} in {self.checkpoints}")
         return found[0]
+
+    def saved_checkpoints(self) -> list[Path]:
+        """Every checkpoint in the checkpoint folder, last.ckpt first, then the others newest first (resume's order of
+        fallbacks when a file is broken)."""
+        others = [p for p in self.checkpoints.glob("*.ckpt") if p.name != LAST]
+        newest = sorted(others, key=lambda p: p.stat().st_mtime, reverse=True)
+        return [self.last_checkpoint, *newest] if self.last_checkpoint.exists() else newest
 
     def predictions(self, index: int) -> Path:
         return self.root / f"predictions-{index}.jsonl"

@@ -162,7 +162,8 @@ def test_each_sagemaker_hardware_option_selects_its_instances(option, tmp_path):
     from peftlab.config import validate
 
     cfg = launch_config([f"hardware={option}", f"paths.output_dir={tmp_path}"])
-    assert set(cfg.hardware) == {"name", "accelerator", "devices", "num_nodes", "strategy", "precision"}
+    machine = {"name", "accelerator", "devices", "num_nodes", "strategy", "precision", "fast_dropout"}
+    assert set(cfg.hardware) == machine  # HardwareSettings' keys (its schema fills fast_dropout), no instance keys
     instance = sagemaker_settings(cfg)
     assert instance == sagemaker_settings(launch_config([f"+sagemaker={option}"]))
     assert instance.spot == option.endswith("_spot") and instance.instance_type.startswith("ml.")

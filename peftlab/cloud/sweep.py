@@ -164,10 +164,10 @@ def fetch(jobs: SageMakerJobs, point: Point, state: JobState) -> JobState:
     """<n>/: the job's model.tar.gz unpacked (Completed only), Hydra's record of the point, and job.json."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    hydra_dir = point.folder / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create(point.overrides), hydra_dir / "overrides.yaml")
-    OmegaConf.save(point.cfg, hydra_dir / "config.yaml")
+    job = RunDir(point.folder)
+    job.overrides.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(point.overrides), job.overrides)
+    OmegaConf.save(point.cfg, job.hydra_config)
     if state.status == "Completed":
         try:
             jobs.unpack(state.model_artifact or "", point.folder)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from peftlab.config import RunSettings
 from peftlab.errors import ConfigError
-from peftlab.rundir import LAST
+from peftlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +62,11 @@ def checkpoint_to_resume(settings: RunSettings, checkpoint_dir: str | Path) -> s
         return settings.ckpt_path
     if settings.resume != "auto":
         return None
-    folder = Path(checkpoint_dir)
-    last = folder / LAST
-    if last.exists():  # a file, or a folder (DeepSpeed)
-        if not (reason := unreadable(last)):
-            log.info("resume=auto: continuing from %s", last)
-            return str(last)
-        log.warning("resume=auto: %s is not a readable checkpoint (%s); trying older checkpoints", last, reason)
-    others = sorted((p for p in folder.glob("*.ckpt") if p != last), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in others:
+    run = RunDir(".", checkpoint_dir)  # only its checkpoint folder is read
+    for path in run.saved_checkpoints():  # last.ckpt (a file, or a DeepSpeed folder) first, then newest first
         if not (reason := unreadable(path)):
             log.info("resume=auto: continuing from %s", path)
             return str(path)
-        log.warning("resume=auto: skipping %s (%s)", path, reason)
-    log.info("resume=auto: no readable checkpoint in %s, starting from scratch", folder)
+        log.warning("resume=auto: %s is not a readable checkpoint (%s); trying older checkpoints", path, reason)
+    log.info("resume=auto: no readable checkpoint in %s, starting from scratch", run.checkpoints)
     return None
