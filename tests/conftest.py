@@ -102,12 +102,19 @@ def serve_runs(tmp_path_factory):
     return train_serve_runs(tmp_path_factory.mktemp("serve"))
 
 
-def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (`pytest -n 2 --dist loadgroup`, the suite's default): a file's tests stay on one worker, so
-    its module fixtures are built once, and the serving files share one worker (their session fixture trains 7
-    adapters)."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        group = "serve" if item.path.name.startswith("test_serve") else item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """`pytest -n 2` (the suite's default) sends whole files to a worker, so each module fixture is built once, and
+    the serving files all to one worker (their session fixture trains 7 adapters).
+
+    Why a scheduler and not `--dist loadgroup` with xdist_group marks: xdist 3.8 groups by a suffix it writes into
+    `item._nodeid`, which pytest 9 no longer reads (`Node.nodeid` is `_id`): every test was scheduled alone, and each
+    module fixture was built on both workers.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "serve" if Path(file).name.startswith("test_serve") else file
+
+    return ByFile(config, log)
