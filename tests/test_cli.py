@@ -19,8 +19,8 @@ def _error_line(proc) -> str:
 
 # ModelSettings' fields, as an unknown model key's error lists them
 MODEL_KEYS = (
-    "architecture, config_overrides, dtype, float16, gguf, head_modules, init, model_type, name, name_or_path, "
-    "pad_token, peft_defaults, tokenizer, twin_tokenizer"
+    "activation_checkpointing, architecture, config_overrides, dtype, float16, gguf, head_modules, init, model_type, "
+    "name, name_or_path, pad_token, peft_defaults, tokenizer, twin_tokenizer"
 )
 
 

@@ -101,8 +101,14 @@ def test_every_peft_option_is_named_after_its_file(tmp_path):
         ("dataset.labels=[only]", "dataset.labels=['only']"),
         ("+peft.rank=4", "peft.rank: unknown key; allowed keys are"),
         # Refused by the groups' schemas while Hydra composes (config/store.py), or by validate() for a `+` key
-        ("model.nme=x", "model.nme: unknown key; allowed keys are architecture, config_overrides, dtype,"),
-        ("+model.foo=1", "model.foo: unknown key; allowed keys are architecture, config_overrides, dtype,"),
+        (
+            "model.nme=x",
+            "model.nme: unknown key; allowed keys are activation_checkpointing, architecture, config_overrides,",
+        ),
+        (
+            "+model.foo=1",
+            "model.foo: unknown key; allowed keys are activation_checkpointing, architecture, config_overrides,",
+        ),
         ("dataset.batch_size=abc", "dataset.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
         ("hardware.num_nodes=x", "hardware.num_nodes: Value 'x' of type 'str' could not be converted to Integer"),
         ("optim.warmup_ratio=soon", "optim.warmup_ratio: Value 'soon' of type 'str' could not be converted to Float"),

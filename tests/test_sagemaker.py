@@ -162,8 +162,9 @@ def test_each_sagemaker_hardware_option_selects_its_instances(option, tmp_path):
     from peftlab.config import validate
 
     cfg = launch_config([f"hardware={option}", f"paths.output_dir={tmp_path}"])
-    machine = {"name", "accelerator", "devices", "num_nodes", "strategy", "precision", "fast_dropout"}
-    assert set(cfg.hardware) == machine  # HardwareSettings' keys (its schema fills fast_dropout), no instance keys
+    machine = {"name", "accelerator", "devices", "num_nodes", "strategy", "precision", "fast_dropout", "max_memory_gb"}
+    # HardwareSettings' keys (its schema fills fast_dropout and max_memory_gb), no instance keys
+    assert set(cfg.hardware) == machine
     instance = sagemaker_settings(cfg)
     assert instance == sagemaker_settings(launch_config([f"+sagemaker={option}"]))
     assert instance.spot == option.endswith("_spot") and instance.instance_type.startswith("ml.")

@@ -65,9 +65,14 @@ class ModelSettings:
     # range, so precision=auto picks bf16-mixed where the GPU has it and 32-true elsewhere (T4, V100), and an explicit
     # float16 precision is refused.
     float16: bool = True
+    # Every n-th decoder layer keeps only its input in training and is recomputed in the backward (transformers'
+    # activation checkpointing); 0: none. Memory for compute: SmolLM2's 30 layers of activations set a run's peak.
+    activation_checkpointing: int = 0
 
     def __post_init__(self) -> None:
         check(bool(self.name_or_path), "name_or_path", self.name_or_path, "a hub id or a local folder")
+        check(self.activation_checkpointing >= 0, "activation_checkpointing", self.activation_checkpointing,
+              "0 (off) or n >= 1: every n-th layer recomputed in the backward")  # fmt: skip
         check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
         check(self.init is None or "_target_" in self.init, "init", self.init, "null or {_target_: ...}")
         check_choice("architecture", self.architecture, ARCHITECTURES)
@@ -89,9 +94,14 @@ class HardwareSettings:
     # distribution, seeded from torch's generator): 10 % off a SmolLM2 LoRA step on CPU (models/fast_dropout.py).
     # GPUs keep torch's dropout either way; false restores torch's masks bit for bit.
     fast_dropout: bool = True
+    # A memory budget for training (GB; null: none): each batch of dataset.batch_size rows is cut into the largest
+    # micro-batches that fit, their gradients accumulated into the same step (trainer/memory_budget.py).
+    max_memory_gb: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("accelerator", self.accelerator, ACCELERATORS)
+        check(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb", self.max_memory_gb,
+              "null (no budget) or a number of GB > 0")  # fmt: skip
         check_choice("precision", str(self.precision), PRECISIONS)
         check(self.num_nodes >= 1, "num_nodes", self.num_nodes, "must be >= 1")
         check(

@@ -46,6 +46,9 @@ class TextDataModule(pl.LightningDataModule):
         self.cache_hits: dict[str, bool] = {}
         self._train_sampler: EpochSeeded | ShardedEpochSeeded | None = None
         self._resume_state: dict | None = None
+        # Rows per training forward when a memory budget splits each batch (trainer/memory_budget.py): batches are
+        # still drawn dataset.batch_size rows at a time and cut into micro-batches, so the rows of a step are the same.
+        self.micro_batch_size: int | None = None
 
     @property
     def num_labels(self) -> int:
@@ -97,11 +100,10 @@ class TextDataModule(pl.LightningDataModule):
         if not self.settings.group_by_length:
             sampler = epoch_seeded_random(self.train_dataset, self.seed)
         else:
-            lengths = [len(ids) for ids in self.train_dataset["input_ids"]]  # multiple choice: choices per row
-            if self.shape == "choose":
-                lengths = [max(map(len, choices)) for choices in self.train_dataset["input_ids"]]
             generator = torch.Generator()
-            bucketed = ShuffledBucketSampler(lengths, self.settings.batch_size, self.settings.group_batches, generator)
+            bucketed = ShuffledBucketSampler(
+                self.train_lengths(), self.settings.batch_size, self.settings.group_batches, generator
+            )
             sampler = EpochSeeded(bucketed, generator, self.seed)
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:  # each process its slice (Lightning leaves it as is)
@@ -110,7 +112,18 @@ class TextDataModule(pl.LightningDataModule):
             )
         self._train_sampler = sampler
         self._apply_resume()
-        return self._loader(self.train_dataset, self.settings.batch_size, shuffle=False, sampler=sampler)
+        return self._loader(self.train_dataset, self.train_batch_size, shuffle=False, sampler=sampler)
+
+    def train_lengths(self) -> list[int]:
+        """Tokens of each training row (multiple choice: of its longest choice)."""
+        if self.shape == "choose":
+            return [max(map(len, choices)) for choices in self.train_dataset["input_ids"]]
+        return [len(ids) for ids in self.train_dataset["input_ids"]]
+
+    @property
+    def train_batch_size(self) -> int:
+        """Rows per training forward: dataset.batch_size, or the memory budget's micro-batch (which divides it)."""
+        return self.micro_batch_size or self.settings.batch_size
 
     def state_dict(self) -> dict:
         """Where training stands in the epoch; Lightning stores it in every checkpoint.
@@ -137,7 +150,7 @@ class TextDataModule(pl.LightningDataModule):
         self._resume_state = None
         # set the epoch now: Lightning creates the iterator before it calls set_epoch
         sampler.set_epoch(state["epoch"])
-        sampler.resume_at(state["epoch"], state["batches"] * self.settings.batch_size)
+        sampler.resume_at(state["epoch"], state["batches"] * self.train_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         # Several processes: each scores a disjoint slice, every row exactly once. Lightning's default

@@ -1,10 +1,27 @@
-"""Dropout whose CPU masks come from numpy's PCG64: nn.Dropout's distribution at a fraction of its cost on CPU."""
+"""Dropout whose CPU masks come from numpy's PCG64: nn.Dropout's distribution at a fraction of its cost on CPU, and a
+backward that keeps a 1-byte mask."""
 
 import numpy as np
 import torch
 from torch.nn.functional import dropout
 
 RESOLUTION = 1 << 16  # each element's draw is 16 bits: p is taken to the nearest 1/65,536
+
+
+class _Kept(torch.autograd.Function):
+    """x * keep * scale whose backward keeps the 1-byte mask: x * float_mask would keep a 4-byte copy of it, 3 bytes
+    per element of every dropout's input (SmolLM2 + LoRA: 1 of the 5.8 GiB a batch of 16 × 160 tokens keeps)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x * keep.to(x.dtype).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (keep,) = ctx.saved_tensors
+        return grad * keep.to(grad.dtype).mul_(ctx.scale), None, None
 
 
 class FastDropout(torch.nn.Module):
@@ -33,7 +50,8 @@ class FastDropout(torch.nn.Module):
         seed = int(torch.randint(0, 2**62, (1,)))
         draws = np.frombuffer(np.random.Generator(np.random.PCG64(seed)).bytes(2 * x.numel()), dtype=np.uint16)
         keep = torch.from_numpy(draws >= threshold).view(x.shape)
-        return x * keep.to(x.dtype).mul_(RESOLUTION / (RESOLUTION - threshold))
+        scale = RESOLUTION / (RESOLUTION - threshold)
+        return _Kept.apply(x, keep, scale)
 
 
 def use_fast_dropout(model: torch.nn.Module) -> int:

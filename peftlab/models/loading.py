@@ -129,3 +129,11 @@ def load_base_model(
     expose_past_key_values(keep_exact_4bit_layout(model))  # upstream workarounds, see compat.py
     # from_pretrained returns eval mode; Lightning keeps sub-module modes as found, so switch dropout on.
     return model.train()
+
+
+def use_activation_checkpointing(model: torch.nn.Module, every: int, model_name: str) -> None:
+    """model.activation_checkpointing=n: every n-th decoder layer recomputed in the backward (transformers' own
+    checkpointing, non-reentrant: torch keeps the dropout masks' RNG state, so the recompute draws the same masks)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"model.activation_checkpointing={every}: model={model_name} does not support it; use 0")
+    model.activation_checkpointing_enable(every_n_layers=every)

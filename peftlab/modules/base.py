@@ -26,6 +26,7 @@ class PeftModule(pl.LightningModule):
         # Checkpoints drop the frozen base (on_save_checkpoint), so restoring must not demand it
         # (Lightning #19149, #21053); on_load_checkpoint checks the trainable weights are all there instead.
         self.strict_loading = False
+        self.window_items = 0  # loss items (rows or learnt tokens) of the optimizer step's micro-batches so far
 
     def model_batch(self, batch: dict) -> dict:
         return {k: v for k, v in batch.items() if k in self.model_inputs}
@@ -36,12 +37,38 @@ class PeftModule(pl.LightningModule):
     def loss(self, batch: dict) -> torch.Tensor:
         return self.model(**self.model_batch(batch)).loss
 
+    def loss_items(self, batch: dict) -> int:
+        """How many terms the batch's mean loss averages: rows (tasks whose loss is per row)."""
+        return len(batch["labels"])
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         # sync_dist: the epoch's loss is the mean over all processes, not rank 0's shard alone.
         size = len(batch["labels"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
-        return loss
+        if self.trainer.accumulate_grad_batches == 1:
+            return loss
+        # Accumulated micro-batches: their losses summed here, divided by the step's item count before it steps
+        # (on_before_optimizer_step), so the step's gradient is that of the whole batch's mean, however the tokens
+        # fall into micro-batches. A mean of micro-batch means (Lightning's plain accumulation) would weigh a token
+        # of a short micro-batch more: the HF Trainer's gradient accumulation bug (fixed there by num_items_in_batch).
+        items = self.loss_items(batch)
+        self.window_items += items
+        return loss * items
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Lightning divided each micro-batch's loss by accumulate_grad_batches (and DDP averaged over processes):
+        make that the step's item count over all processes, the same on every one."""
+        if self.trainer.accumulate_grad_batches == 1:
+            return
+        items = torch.tensor(float(self.window_items), device=self.device)
+        total = float(self.trainer.strategy.reduce(items, reduce_op="sum"))
+        self.window_items = 0
+        if total:
+            scale = self.trainer.accumulate_grad_batches * self.trainer.world_size / total
+            for param in self.model.parameters():
+                if param.grad is not None:
+                    param.grad.mul_(scale)
 
     def configure_optimizers(self):
         decay, no_decay = [], []

@@ -52,6 +52,11 @@ class GenerationModule(PeftModule):
         """Causal LMs: the LM head on the answer tokens alone (modules/causal_loss.py); seq2seq: the model's own."""
         return answer_only_loss(self.model, batch) if self.causal else super().loss(batch)
 
+    def loss_items(self, batch: dict) -> int:
+        """Learnt tokens: causal LMs predict token t + 1 at position t, so the first label is never a target."""
+        labels = batch["labels"][:, 1:] if self.causal else batch["labels"]
+        return int((labels != IGNORE_INDEX).sum())
+
     def generate_text(self, batch: dict) -> list[str]:
         return generate_answers(self.model, self.tokenizer, batch, self.generation, self.causal)
 

@@ -35,7 +35,8 @@ class RunOutputs(pl.Callback):
         self._gathered: dict | None = None  # whole weights from shards (rank 0), written instead of the module's
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module) -> None:
-        batch = self.facts["batch"] = effective_batch(self.settings.dataset.batch_size, trainer)
+        # rows per forward: dataset.batch_size, or the micro-batch a memory budget chose (trainer/memory_budget.py)
+        batch = self.facts["batch"] = effective_batch(trainer.datamodule.train_batch_size, trainer)
         if not trainer.is_global_zero:
             return
         self.run.write_config(self.settings.composed)

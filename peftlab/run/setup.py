@@ -9,7 +9,12 @@ import torch
 from peftlab.config import RunSettings
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.data.datamodule import TextDataModule
-from peftlab.models.loading import check_max_length, load_base_model, load_tokenizer
+from peftlab.models.loading import (
+    check_max_length,
+    load_base_model,
+    load_tokenizer,
+    use_activation_checkpointing,
+)
 from peftlab.models.methods import load_kwargs_for
 
 
@@ -38,4 +43,6 @@ def prepare_job(settings: RunSettings, device: torch.device | None = None) -> Jo
         **load_kwargs_for(settings.peft, head, device),
     )
     check_max_length(base, settings.dataset.max_length, settings.model.name)
+    if settings.model.activation_checkpointing:  # memory for compute, in training only
+        use_activation_checkpointing(base, settings.model.activation_checkpointing, settings.model.name)
     return JobInputs(tokenizer, datamodule, base, head)

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from peftlab.config import RunSettings
 from peftlab.trainer.callbacks import RunStats
 from peftlab.trainer.hardware import check_hardware, resolve_precision
+from peftlab.trainer.memory_budget import MemoryBudget
 from peftlab.trainer.tracking import check_trackers
 
 # evaluate.py scores one model on one process: no loggers, no checkpoints, none of the training callbacks.
@@ -41,6 +42,8 @@ def build_trainer(settings: RunSettings, *, evaluation: bool = False, tracker_ru
     callbacks = instantiate_collection(cfg.get("callbacks"))
     if not any(isinstance(c, RunStats) for c in callbacks):  # metrics.json is measured by it
         callbacks.append(RunStats())
+    if settings.hardware.max_memory_gb:  # micro-batch and accumulation chosen once the model and data are set up
+        callbacks.append(MemoryBudget(settings.hardware.max_memory_gb))
     loggers = instantiate_collection(cfg.get("logger"), tracker_runs)
     if not loggers:  # Lightning refuses a LearningRateMonitor without a logger: nothing to monitor into
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
