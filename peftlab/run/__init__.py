@@ -9,17 +9,19 @@ before torch is imported; what peft checks of its config class a few seconds lat
 from omegaconf import DictConfig
 
 from peftlab.config import validate
+from peftlab.run.collector import collections_deferred
 from peftlab.run.settings import job_settings
 
 
 def train(cfg: DictConfig) -> float | None:
     """One training run; returns its best validation metric (the value a sweeper optimises)."""
-    settings = job_settings(cfg)
-    from peftlab.run import distributed, training
+    with collections_deferred():  # until the fit starts (run/collector.py)
+        settings = job_settings(cfg)
+        from peftlab.run import distributed, training
 
-    if distributed.needs_own_process_group(settings):  # a -m sweep job on several processes
-        return distributed.run_as_process_group()
-    return training.fit(settings).best_metric
+        if distributed.needs_own_process_group(settings):  # a -m sweep job on several processes
+            return distributed.run_as_process_group()
+        return training.fit(settings).best_metric
 
 
 def fit(cfg: DictConfig):
