@@ -122,11 +122,13 @@ class RunDir:
             raise ConfigError(f"run={self.root}: no config.yaml; pass the training run's folder")
         return _upgraded(OmegaConf.load(self.config))
 
-    def write_config(self, cfg) -> None:
+    def write_config(self, config) -> None:
+        """config.yaml: the composed config, resolved (RunOutputs passes a plain dict; a copy may pass a folder's own
+        config, already resolved)."""
         from omegaconf import OmegaConf
 
         self.root.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, self.config, resolve=True)
+        OmegaConf.save(config, self.config)
 
     @classmethod
     def of_adapter(cls, path: str | Path) -> tuple[Path, "RunDir | None"]:

@@ -115,7 +115,7 @@ def test_truncated_last_ckpt_warns_and_falls_back_to_the_newest_good_one(checkpo
     settings = validate(compose_config([*RUN, "resume=auto"], output_dir=checkpoints.parent))
     newest = max(checkpoints.glob("epoch*.ckpt"), key=lambda p: p.stat().st_mtime)
     with caplog.at_level("WARNING"):
-        assert checkpoint_to_resume(settings, checkpoints) == str(newest)
+        assert checkpoint_to_resume(settings.ckpt_path, settings.resume, checkpoints) == str(newest)
     assert f"{last} is not a readable checkpoint" in caplog.text
 
 
@@ -134,10 +134,11 @@ def test_a_deepspeed_checkpoint_folder_is_resumed_and_a_cut_one_skipped(tmp_path
     older = deepspeed_folder("epoch00-step000003.ckpt", finished=True)
     settings = validate(compose_config([*RUN, "resume=auto"], output_dir=tmp_path))
     last = deepspeed_folder("last.ckpt", finished=True)
-    assert checkpoint_to_resume(settings, folder) == str(last)  # is_file() would have restarted from step 0
+    # is_file() would have restarted from step 0
+    assert checkpoint_to_resume(settings.ckpt_path, settings.resume, folder) == str(last)
     (last / "latest").unlink()  # killed mid-save
     with caplog.at_level("WARNING"):
-        assert checkpoint_to_resume(settings, folder) == str(older)
+        assert checkpoint_to_resume(settings.ckpt_path, settings.resume, folder) == str(older)
     assert "without DeepSpeed's 'latest' file" in caplog.text
 
 
@@ -165,7 +166,7 @@ def test_broken_explicit_ckpt_path_is_one_line_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     settings = validate(compose_config([*RUN, f"ckpt_path={bad}"], output_dir=tmp_path))
     with pytest.raises(ConfigError, match=re.escape(f"ckpt_path={bad}: not a readable checkpoint (")):
-        checkpoint_to_resume(settings, tmp_path)
+        checkpoint_to_resume(settings.ckpt_path, settings.resume, tmp_path)
     cli = subprocess.run(_cmd(tmp_path, f"ckpt_path={bad}"), capture_output=True, text=True, timeout=120)
     assert cli.returncode == 2
     assert cli.stderr.strip().splitlines()[-1].startswith(f"error: ckpt_path={bad}: not a readable checkpoint (")

@@ -135,12 +135,13 @@ def test_resume_auto_picks_last_ckpt_only_when_it_exists(tmp_path):
     from peftlab.run.resume import checkpoint_to_resume
 
     settings = validate(compose_config(["resume=auto"], output_dir=tmp_path))
-    assert checkpoint_to_resume(settings, tmp_path / "checkpoints") is None  # nothing yet: from scratch
+    folder = tmp_path / "checkpoints"
+    assert checkpoint_to_resume(settings.ckpt_path, settings.resume, folder) is None  # nothing yet: from scratch
     (tmp_path / "checkpoints").mkdir()
     torch.save({"state_dict": {}, "loops": {}}, tmp_path / "checkpoints" / "last.ckpt")
-    assert checkpoint_to_resume(settings, tmp_path / "checkpoints") == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert checkpoint_to_resume(settings.ckpt_path, settings.resume, folder) == str(folder / "last.ckpt")
     off = validate(compose_config([], output_dir=tmp_path))
-    assert checkpoint_to_resume(off, tmp_path / "checkpoints") is None  # resume=null: never implicitly
+    assert checkpoint_to_resume(off.ckpt_path, off.resume, folder) is None  # resume=null: never implicitly
     with pytest.raises(ConfigError, match=r"^resume='yes': null \(start from scratch\) or auto"):
         validate(compose_config(["resume=yes"], output_dir=tmp_path))
     with pytest.raises(ConfigError, match="give either ckpt_path or resume=auto"):

@@ -187,7 +187,7 @@ def test_a_sweep_job_trains_in_the_srun_task(slurm_task, ddp_cpu_settings):
     _, settings = ddp_cpu_settings
     # srun started every rank: the job runs in this process, not re-run as `python train.py` (under submitit the
     # entry point is submitit's, hydra #2231)
-    assert not distributed.needs_own_process_group(settings)
+    assert not distributed.needs_own_process_group(settings.hardware)
 
 
 def test_a_sweep_job_off_slurm_still_gets_its_own_process_group(monkeypatch, ddp_cpu_settings):
@@ -196,7 +196,7 @@ def test_a_sweep_job_off_slurm_still_gets_its_own_process_group(monkeypatch, ddp
     for name in [n for n in os.environ if n.startswith("SLURM_")]:
         monkeypatch.delenv(name)
     _, settings = ddp_cpu_settings
-    assert distributed.needs_own_process_group(settings)
+    assert distributed.needs_own_process_group(settings.hardware)
 
 
 def test_lightning_takes_the_ranks_from_slurm(slurm_task, ddp_cpu_settings):

@@ -42,14 +42,14 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
     check_with_peft=False skips instantiating the peft config class, which imports peft and torch: the SageMaker
     launch checks our keys only (the launching machine needs no torch; the job validates in full before training).
     """
-    typed = {name: typed_group(cfg, name, schema) for name, schema in GROUPS.items()}
-    typed["trainer"] = typed_group(cfg, "trainer", TrainerSettings, keys=TRAINER_KEYS)
+    typed = {name: typed_group(_group(cfg, name), name, schema) for name, schema in GROUPS.items()}
+    typed["trainer"] = typed_group(_group(cfg, "trainer"), "trainer", TrainerSettings, keys=TRAINER_KEYS)
     if check_files:
         try:
             typed["dataset"].check_files()
         except SettingError as err:
             raise ConfigError(f"dataset.{err}") from err
-    typed["peft"] = _peft_group(cfg)
+    typed["peft"] = _peft_group(_group(cfg, "peft"))
     shape = check_task_fits(typed["model"], typed["dataset"], typed["peft"])
     check_hardware_fits(typed["model"], typed["peft"], typed["hardware"])
     resume = cfg.get("resume")
@@ -60,7 +60,9 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
     if check_with_peft and isinstance(typed["peft"], PeftSettings):  # last: the one check that imports peft, torch
         typed["peft"].check_with_peft(typed["model"].model_type)
         check_prompt_learning_sharding(typed["peft"], typed["hardware"])
-    return RunSettings(**typed, seed=_int(cfg, "seed"), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape)
+    return RunSettings(
+        **typed, seed=_int("seed", cfg.get("seed")), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape
+    )
 
 
 def check_task_fits(model: ModelSettings, dataset: DatasetSettings, peft: Any) -> str:
@@ -125,22 +127,26 @@ def check_prompt_learning_sharding(peft: PeftSettings, hardware: HardwareSetting
         )
 
 
-def _peft_group(cfg: DictConfig) -> Any:
+def _group(cfg: DictConfig, name: str) -> DictConfig:
+    if name not in cfg:
+        raise ConfigError(f"{name}: group missing from the config (choose one with {name}=<option>)")
+    return cfg[name]
+
+
+def _peft_group(node: DictConfig) -> Any:
     """Our own methods have a schema each; a peft method (`_target_`) keeps its peft keys as PeftSettings.fields."""
-    schema = schema_for(cfg.get("peft"))
-    return typed_group(cfg, "peft", schema, reshape=split_peft_values if schema is PeftSettings else None)
+    schema = schema_for(node)
+    return typed_group(node, "peft", schema, reshape=split_peft_values if schema is PeftSettings else None)
 
 
-def typed_group(cfg: DictConfig, name: str, schema: type, keys: set[str] | None = None, reshape=None) -> Any:
-    """cfg.<name> as its schema's dataclass (its __post_init__ run); a refusal is one ConfigError naming the full key.
+def typed_group(node: DictConfig, name: str, schema: type, keys: set[str] | None = None, reshape=None) -> Any:
+    """Group `name` (node) as its schema's dataclass (its __post_init__ run); a refusal is one ConfigError naming the
+    full key.
 
     Merged into the schema again here: a run folder's config.yaml was never composed by Hydra, and a `+key=` override
     adds a key Hydra's schema lets through. Values are resolved first, as `${paths...}` or `${peft.lr}` point outside
     the group; `keys`: only these are resolved and checked (an open group's others may need Hydra's runtime).
     """
-    if name not in cfg:
-        raise ConfigError(f"{name}: group missing from the config (choose one with {name}=<option>)")
-    node = cfg[name]
     try:
         values = {k: _resolved(node, k) for k in node if keys is None or k in keys}
     except OmegaConfBaseException as err:  # full_key is the whole key here: the node sits in cfg
@@ -161,8 +167,7 @@ def _resolved(node: DictConfig, key: str) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def _int(cfg: DictConfig, key: str) -> int:
-    value = cfg.get(key)
+def _int(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{key}={value!r}: must be an integer")
     return value

@@ -4,18 +4,17 @@ from collections.abc import Callable
 
 import torch
 
-from peftlab.config import RunSettings
+from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.modules.base import PeftModule
 from peftlab.modules.classification import ClassificationModule
 from peftlab.modules.generation import GenerationModule
 
 
-def _classification(settings: RunSettings, model, tokenizer, optimizer, warmup_ratio):
-    return ClassificationModule(model, optimizer, warmup_ratio, len(settings.dataset.labels), settings.dataset.metrics)
+def _classification(shape: str, d: DatasetSettings, model, tokenizer, optimizer, warmup_ratio):
+    return ClassificationModule(model, optimizer, warmup_ratio, len(d.labels), d.metrics)
 
 
-def _generation(settings: RunSettings, model, tokenizer, optimizer, warmup_ratio):
-    d = settings.dataset
+def _generation(shape: str, d: DatasetSettings, model, tokenizer, optimizer, warmup_ratio):
     return GenerationModule(
         model,
         optimizer,
@@ -23,7 +22,7 @@ def _generation(settings: RunSettings, model, tokenizer, optimizer, warmup_ratio
         d.metrics,
         tokenizer,
         d.generation,
-        causal=settings.shape == "causal",
+        causal=shape == "causal",
         max_generate_rows=d.max_eval_generate_rows,
     )
 
@@ -38,9 +37,15 @@ MODULES: dict[str, Callable] = {
 
 
 def build_module(
-    settings: RunSettings, model: torch.nn.Module, tokenizer, optimizer: Callable | None = None, warmup_ratio=0.0
+    shape: str,
+    dataset: DatasetSettings,
+    model: torch.nn.Module,
+    tokenizer,
+    optimizer: Callable | None = None,
+    warmup_ratio: float = 0.0,
 ) -> PeftModule:
-    return MODULES[settings.shape](settings, model, tokenizer, optimizer, warmup_ratio)
+    """The module of a task shape (config/tasks.py) for the dataset's labels, metrics and generation settings."""
+    return MODULES[shape](shape, dataset, model, tokenizer, optimizer, warmup_ratio)
 
 
 __all__ = ["MODULES", "ClassificationModule", "GenerationModule", "PeftModule", "build_module"]

@@ -19,7 +19,7 @@ def train(cfg: DictConfig) -> float | None:
         settings = job_settings(cfg)
         from peftlab.run import distributed, training
 
-        if distributed.needs_own_process_group(settings):  # a -m sweep job on several processes
+        if distributed.needs_own_process_group(settings.hardware):  # a -m sweep job on several processes
             return distributed.run_as_process_group()
         return training.fit(settings).best_metric
 

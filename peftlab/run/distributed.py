@@ -45,10 +45,9 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def needs_own_process_group(settings) -> bool:
-    """A `-m` sweep job that Lightning would run on several processes, starting them itself (see
-    run_as_process_group)."""
-    hw = settings.hardware
+def needs_own_process_group(hw) -> bool:
+    """A `-m` sweep job that Lightning would run on several processes (hardware settings `hw`), starting them itself
+    (see run_as_process_group)."""
     several = processes_per_node(hw.accelerator, hw.devices) * hw.num_nodes > 1
     return several and in_multirun() and not ranks_started_by_slurm()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from peftlab.config import RunSettings
 from peftlab.models.methods import save_trained, saves_whole_model
@@ -30,6 +31,7 @@ class RunOutputs(pl.Callback):
 
     def __init__(self, run: RunDir, settings: RunSettings, tokenizer, head: list[str], facts: dict, resumed: bool):
         self.run, self.settings, self.tokenizer, self.head = run, settings, tokenizer, head
+        self.identity = identity(settings)
         self.facts, self.resumed = dict(facts), resumed
         self.report: dict | None = None  # set on rank 0 once written
         self._gathered: dict | None = None  # whole weights from shards (rank 0), written instead of the module's
@@ -39,8 +41,9 @@ class RunOutputs(pl.Callback):
         batch = self.facts["batch"] = effective_batch(trainer.datamodule.train_batch_size, trainer)
         if not trainer.is_global_zero:
             return
-        self.run.write_config(self.settings.composed)
-        log_config(trainer.loggers, self.settings.composed, resumed=self.resumed)  # the trackers' hyper-parameters
+        config = OmegaConf.to_container(self.settings.composed, resolve=True)  # resolved once, for both
+        self.run.write_config(config)
+        log_config(trainer.loggers, config, resumed=self.resumed)  # the trackers' hyper-parameters
         log.info(
             "effective batch size %d = %d per device × %d devices × %d nodes × %d accumulated",
             *(batch[k] for k in ("total", "per_device", "devices", "num_nodes", "accumulate_grad_batches")),
@@ -62,10 +65,22 @@ class RunOutputs(pl.Callback):
         run = self.run
         save_trained(pl_module.model, self.settings.peft, self.head, run.adapter, self._gathered)
         self.tokenizer.save_pretrained(run.adapter)
-        report = run.write_metrics(metrics_report(self.settings, trainer, self.facts, run.adapter))
+        report = run.write_metrics(metrics_report(trainer, self.identity, self.facts, run.adapter))
         log_run_end(trainer.loggers, report, run.adapter)  # summary metrics, adapter/ as an artifact, tracker closed
         print_summary(report, run.root)
         self.report = report
+
+
+def identity(settings: RunSettings) -> dict:
+    """What metrics.json names a run by (its first keys), and the metric it ranks by when no checkpoint monitors one."""
+    return {
+        "method": settings.peft.method,
+        "model": settings.model.name,
+        "model_name_or_path": settings.model.name_or_path,
+        "dataset": settings.dataset.name,
+        "seed": settings.seed,
+        "default_monitor": f"val/{settings.dataset.metric}",
+    }
 
 
 def best_checkpoint(trainer: pl.Trainer) -> str:

@@ -3,7 +3,6 @@
 import logging
 from pathlib import Path
 
-from peftlab.config import RunSettings
 from peftlab.errors import ConfigError
 from peftlab.rundir import RunDir
 
@@ -48,7 +47,7 @@ def deepspeed_folder_problem(path: Path) -> str | None:
     return None
 
 
-def checkpoint_to_resume(settings: RunSettings, checkpoint_dir: str | Path) -> str | None:
+def checkpoint_to_resume(ckpt_path: str | None, resume: str | None, checkpoint_dir: str | Path) -> str | None:
     """The ckpt_path for Trainer.fit: an explicit ckpt_path wins; resume=auto takes last.ckpt if it is readable.
 
     Lightning restores the trainable weights, optimizer, LR scheduler and loop state (epoch, global step, position
@@ -56,11 +55,11 @@ def checkpoint_to_resume(settings: RunSettings, checkpoint_dir: str | Path) -> s
     A broken last.ckpt (e.g. copied back incompletely) falls back to the newest readable checkpoint in the folder,
     else a fresh start: the job keeps going instead of crash-looping on the same file.
     """
-    if settings.ckpt_path:
-        if settings.ckpt_path not in LIGHTNING_NAMES and (reason := unreadable(settings.ckpt_path)):
-            raise ConfigError(f"ckpt_path={settings.ckpt_path}: not a readable checkpoint ({reason})")
-        return settings.ckpt_path
-    if settings.resume != "auto":
+    if ckpt_path:
+        if ckpt_path not in LIGHTNING_NAMES and (reason := unreadable(ckpt_path)):
+            raise ConfigError(f"ckpt_path={ckpt_path}: not a readable checkpoint ({reason})")
+        return ckpt_path
+    if resume != "auto":
         return None
     run = RunDir(".", checkpoint_dir)  # only its checkpoint folder is read
     for path in run.saved_checkpoints():  # last.ckpt (a file, or a DeepSpeed folder) first, then newest first

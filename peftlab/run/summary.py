@@ -7,7 +7,6 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from peftlab.config import RunSettings
 from peftlab.models.params import count_parameters, folder_bytes
 from peftlab.trainer.build import run_stats
 
@@ -18,24 +17,20 @@ def params_report(model: torch.nn.Module) -> dict:
     return {"trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 4)}
 
 
-def metrics_report(settings: RunSettings, trainer: pl.Trainer, facts: dict, adapter_dir: Path) -> dict:
-    """metrics.json's content (rundir.RunDir.write_metrics adds its schema_version): the run's identity, the
-    validation history with its best and last points, what RunStats measured, and `facts` (params, base memory and
-    effective batch, known before training)."""
+def metrics_report(trainer: pl.Trainer, identity: dict, facts: dict, adapter_dir: Path) -> dict:
+    """metrics.json's content (rundir.RunDir.write_metrics adds its schema_version): the run's `identity` (method,
+    model, dataset, seed: RunOutputs.identity), the validation history with its best and last points, what RunStats
+    measured, and `facts` (params, base memory and effective batch, known before training)."""
     kept = trainer.checkpoint_callbacks  # the one with a monitor keeps the best; without one, last_checkpoint's
     checkpoint = next((c for c in kept if c.monitor), kept[0] if kept else None)
     monitored = checkpoint is not None and checkpoint.monitor
-    monitor = checkpoint.monitor if monitored else f"val/{settings.dataset.metric}"
+    monitor = checkpoint.monitor if monitored else identity["default_monitor"]
     stats = run_stats(trainer)
     history = stats.history
     scored = [h for h in history if monitor in h]
     pick = max if not monitored or checkpoint.mode == "max" else min
     return {
-        "method": settings.peft.method,
-        "model": settings.model.name,
-        "model_name_or_path": settings.model.name_or_path,
-        "dataset": settings.dataset.name,
-        "seed": settings.seed,
+        **{key: value for key, value in identity.items() if key != "default_monitor"},
         "monitor": monitor,
         "best": pick(scored, key=lambda h: h[monitor]) if scored else None,
         "last": history[-1] if history else None,

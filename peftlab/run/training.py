@@ -54,7 +54,8 @@ def fit(settings: RunSettings) -> RunResult:
     if settings.peft.method == "none":
         raise ConfigError("peft=none: trains nothing; use it with evaluate.py (the base model before fine-tuning)")
     run = RunDir(settings.output_dir, settings.checkpoint_dir)
-    ckpt_path = checkpoint_to_resume(settings, run.checkpoints)  # a broken explicit ckpt_path fails here, early
+    # a broken explicit ckpt_path fails here, early
+    ckpt_path = checkpoint_to_resume(settings.ckpt_path, settings.resume, run.checkpoints)
     tracker_runs = resume_kwargs(settings.composed.get("logger"), run.checkpoints, ckpt_path)
     # The trainer first: its root device (cuda:<local rank> under DDP) is where a 4-bit base must be loaded.
     trainer = build_trainer(settings, tracker_runs=tracker_runs)
@@ -64,7 +65,8 @@ def fit(settings: RunSettings) -> RunResult:
     if settings.hardware.fast_dropout:
         use_fast_dropout(model)
     optimizer = instantiate(settings.optim.optimizer)  # partial: the module passes its trainable parameters
-    module = build_module(settings, model, job.tokenizer, optimizer, settings.optim.warmup_ratio)
+    warmup = settings.optim.warmup_ratio
+    module = build_module(settings.shape, settings.dataset, model, job.tokenizer, optimizer, warmup)
     facts = {"params": params_report(model), "base_memory": base_memory}
     outputs = RunOutputs(run, settings, job.tokenizer, job.head, facts, resumed=bool(tracker_runs))
     trainer.callbacks.append(outputs)  # after RunStats: metrics.json reads what it measured

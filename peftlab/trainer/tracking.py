@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from peftlab.errors import ConfigError
@@ -104,8 +104,8 @@ class RecordTrackerRuns(pl.Callback):
             (self.dirpath / RUN_IDS).write_text(json.dumps(run_ids, indent=2))
 
 
-def log_config(loggers: Iterable[Logger], cfg: DictConfig, resumed: bool = False) -> None:
-    """The composed config, resolved, as hyperparameters (rank 0, before fit).
+def log_config(loggers: Iterable[Logger], params: dict, resumed: bool = False) -> None:
+    """The composed config, resolved (`params`), as hyperparameters (rank 0, before fit).
 
     A resumed MLflow run keeps the parameters of its first attempt: MLflow refuses to change a logged value (a
     continued run often raises trainer.max_epochs), and the run folder's config.yaml holds the new config anyway.
@@ -117,7 +117,6 @@ def log_config(loggers: Iterable[Logger], cfg: DictConfig, resumed: bool = False
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             _start_wandb(logger)
-    params = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
         if not (resumed and isinstance(logger, MLFlowLogger)):
             logger.log_hyperparams(params)
