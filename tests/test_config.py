@@ -110,6 +110,7 @@ def test_every_peft_option_is_named_after_its_file(tmp_path):
             "model.foo: unknown key; allowed keys are activation_checkpointing, architecture, config_overrides,",
         ),
         ("dataset.batch_size=abc", "dataset.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("paths.outptu_dir=x", "paths.outptu_dir: unknown key; allowed keys are cache_dir, checkpoint_dir, output_dir"),
         ("hardware.num_nodes=x", "hardware.num_nodes: Value 'x' of type 'str' could not be converted to Integer"),
         ("optim.warmup_ratio=soon", "optim.warmup_ratio: Value 'soon' of type 'str' could not be converted to Float"),
         ("peft._target_=peft.LoraConfg", "peft._target_=peft.LoraConfg: not a peft config class"),

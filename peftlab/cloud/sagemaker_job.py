@@ -79,28 +79,14 @@ def plan_job(
     again, and names its checkpoints, so every job of the point resumes the same run. title: the base name's start.
     """
     sm = cfg.sagemaker
-    # Job names: [a-zA-Z0-9-], at most 63 characters; the SDK appends a 15-character timestamp.
-    title = title or f"peftlab-{cfg.model.name}-{cfg.peft.method}-{cfg.dataset.name}"
-    base = re.sub(r"[^a-zA-Z0-9-]+", "-", title)[:38].strip("-")
-    if point:
-        base = f"{base[: 37 - len(point)].strip('-')}-{point}"
-    run_name = (f"{sm.run_name}-{point}" if sm.run_name else base) if point else None
-    run_name = run_name or sm.run_name or f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}", run_name):
-        raise ConfigError(f"sagemaker.run_name={run_name}: letters, digits, '.', '_' and '-' (an S3 key part)")
+    base, run_name = job_names(cfg, point, title)
     data = sm.get("data")
     if data and not str(data).startswith("s3://"):
         raise ConfigError(f"sagemaker.data={data}: an s3:// prefix holding the dataset's train/validation files")
     hyperparameters = train_overrides(overrides)
     hyperparameters.setdefault("hardware", cfg.hardware.name)  # the default hardware (cpu) would not be a GPU job
     environment = {str(k): str(v) for k, v in (sm.get("environment") or {}).items()}
-    for where, values in (("sagemaker.environment.", environment), ("", hyperparameters)):
-        secret = [k for k in values if redact({k: "x"})[k] != "x"]
-        if secret:
-            raise ConfigError(
-                f"{where}{secret[0]}: looks like a secret; a job's environment and hyperparameters are visible in "
-                "the console, so pass secrets through AWS Secrets Manager or the execution role instead"
-            )
+    refuse_secrets(environment, hyperparameters)
     environment["PEFTLAB_CHECKPOINT_DIR"] = CHECKPOINT_DIR
     return JobPlan(
         base_job_name=base,
@@ -113,6 +99,32 @@ def plan_job(
         data_uri=str(data) if data else None,
         prefix=str(sm.prefix).strip("/"),
     )
+
+
+def job_names(cfg: DictConfig, point: str | None, title: str | None) -> tuple[str, str]:
+    """(base job name, run name): the base ends with the sweep point's id, the run name names the checkpoints."""
+    sm = cfg.sagemaker
+    # Job names: [a-zA-Z0-9-], at most 63 characters; the SDK appends a 15-character timestamp.
+    title = title or f"peftlab-{cfg.model.name}-{cfg.peft.method}-{cfg.dataset.name}"
+    base = re.sub(r"[^a-zA-Z0-9-]+", "-", title)[:38].strip("-")
+    if point:
+        base = f"{base[: 37 - len(point)].strip('-')}-{point}"
+    run_name = (f"{sm.run_name}-{point}" if sm.run_name else base) if point else None
+    run_name = run_name or sm.run_name or f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}", run_name):
+        raise ConfigError(f"sagemaker.run_name={run_name}: letters, digits, '.', '_' and '-' (an S3 key part)")
+    return base, run_name
+
+
+def refuse_secrets(environment: dict, hyperparameters: dict) -> None:
+    """A job's environment and hyperparameters are visible in the console: a key that looks like a secret is refused."""
+    for where, values in (("sagemaker.environment.", environment), ("", hyperparameters)):
+        secret = [k for k in values if redact({k: "x"})[k] != "x"]
+        if secret:
+            raise ConfigError(
+                f"{where}{secret[0]}: looks like a secret; a job's environment and hyperparameters are visible in "
+                "the console, so pass secrets through AWS Secrets Manager or the execution role instead"
+            )
 
 
 def _pytorch_image(region: str, version: str, py_version: str, instance: SageMakerSettings) -> str:

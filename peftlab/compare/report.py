@@ -116,22 +116,8 @@ def write_compare_report(out: str | Path) -> dict:
     default = budget_results(arm_runs(default_folders), scores) if default_folders else None
     if default:
         made += tuning_tables(chosen, results, default)
-    test_rows_from = scores[0].get("test_rows_from", "the dataset's test split") if scores else "–"
     title = f"Method comparison: {runs[0].model} on {runs[0].dataset}"
-    notes = [
-        f"Test rows: {test_rows_from}. The test split was read once, after every choice was made.",
-        f"Each method's learning rate was tuned on validation ({len(next(iter(chosen.values()))['trials'])} trials "
-        f"on the tuning budget), then run with {len({r.seed for r in runs})} seeds at the full budget.",
-        "At each budget a run is scored at its best validation checkpoint within that budget; a method wins when "
-        f"its {CONFIDENCE * 100:g} % interval (Student t over seeds) is clear of every other method's.",
-        f"Compute: {FORMULA}.",
-        "What tuning changed: "
-        + (
-            "each method also ran at its YAML default learning rate with the same seeds, budget and test rows."
-            if default
-            else "not measured (compare.default_arm=false)."
-        ),
-    ]
+    notes = _notes(chosen, runs, scores, bool(default))
     plots = write_plots(out, chosen, runs, results, default)
     commands = _commands(out, list(chosen))
     lines = [f"# {title}", "", *(f"- {n}" for n in notes), ""]
@@ -142,6 +128,25 @@ def write_compare_report(out: str | Path) -> dict:
     _write_csv(out / "summary.csv", {"tuned": results, "default": default or []})
     html = write_html(out / "report.html", title, notes, made, plots, commands, _versions())
     return {"results": results, "tables": made, "plots": plots, "html": html}
+
+
+def _notes(chosen: dict, runs: list, scores: list, default_arm: bool) -> list[str]:
+    """The protocol in words, above the tables: test rows, tuning, scoring, compute, the default-lr arm."""
+    test_rows_from = scores[0].get("test_rows_from", "the dataset's test split") if scores else "–"
+    return [
+        f"Test rows: {test_rows_from}. The test split was read once, after every choice was made.",
+        f"Each method's learning rate was tuned on validation ({len(next(iter(chosen.values()))['trials'])} trials "
+        f"on the tuning budget), then run with {len({r.seed for r in runs})} seeds at the full budget.",
+        "At each budget a run is scored at its best validation checkpoint within that budget; a method wins when "
+        f"its {CONFIDENCE * 100:g} % interval (Student t over seeds) is clear of every other method's.",
+        f"Compute: {FORMULA}.",
+        "What tuning changed: "
+        + (
+            "each method also ran at its YAML default learning rate with the same seeds, budget and test rows."
+            if default_arm
+            else "not measured (compare.default_arm=false)."
+        ),
+    ]
 
 
 def _write_csv(path: Path, arms: dict[str, list[dict]]) -> None:

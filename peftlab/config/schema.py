@@ -185,6 +185,15 @@ class OptimSettings:
 
 
 @dataclass
+class PathSettings:
+    """Where a run writes (conf/paths/): its folder, its checkpoints, and the cache kept across runs."""
+
+    output_dir: str | None = None
+    checkpoint_dir: str | None = None
+    cache_dir: str | None = None
+
+
+@dataclass
 class RunSettings:
     """The validated run: what the pipeline stages read (instantiable groups stay in the DictConfig)."""
 

@@ -8,15 +8,18 @@ Stored under `schema/`, so they are not selectable options of the groups themsel
     defaults:
       - /schema/dataset@_here_
       - _self_
-The trainer group is open (any Lightning Trainer argument, `+trainer.<arg>=`) and the peft library's methods are
-checked by peft's own config classes (config/peft_schema.py): neither has a schema here.
+The trainer group is open (any Lightning Trainer argument, `+trainer.<arg>=`), callbacks and logger are Lightning
+objects by `_target_` (their constructors check their arguments when instantiated), the peft library's methods are
+checked by peft's own config classes (config/peft_schema.py), the cost group's price table by the cost package
+(which the config stage does not import), and the sagemaker node, which launch_sagemaker.yaml extends with the AWS
+keys, by config/sagemaker_schema.py when a launch reads it: none has a schema here.
 """
 
 from hydra.core.config_store import ConfigStore
 
 from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.config.method_schema import OWN_SCHEMAS
-from peftlab.config.schema import HardwareSettings, ModelSettings, OptimSettings
+from peftlab.config.schema import HardwareSettings, ModelSettings, OptimSettings, PathSettings
 
 # schema/<name> -> its dataclass; peftlab's own peft methods are schema/peft/<method> (conf/peft/full.yaml ...).
 SCHEMAS: dict[str, type] = {
@@ -24,6 +27,7 @@ SCHEMAS: dict[str, type] = {
     "model": ModelSettings,
     "hardware": HardwareSettings,
     "optim": OptimSettings,
+    "paths": PathSettings,
     **{f"peft/{method}": schema for method, schema in OWN_SCHEMAS.items()},
 }
 

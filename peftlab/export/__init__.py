@@ -42,7 +42,11 @@ class ExportResult:
 
 
 def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str = "float32") -> ExportResult:
-    """Write the run's model to `out` (a new folder): merged (plain transformers) or the adapter alone."""
+    """Write the run's model to `out` (a new folder): merged (plain transformers) or the adapter alone.
+
+    One function on purpose: the temporary folder's whole life (made, filled, renamed to `out` or removed on any
+    failure) reads in one place, so no path leaves a half-written export behind.
+    """
     adapter, run_dir = RunDir.of_adapter(run)
     if run_dir is None:
         raise ConfigError(f"run={run}: no config.yaml beside {adapter}; export needs the training run's folder")
