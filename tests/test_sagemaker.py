@@ -149,6 +149,8 @@ def test_settings_come_from_config_env_dotenv_and_terraform(tmp_path):
         ("sagemaker.instance_type=g4dn.xlarge", "sagemaker.instance_type='g4dn.xlarge': a SageMaker type"),
         ("sagemaker.max_run=soon", "sagemaker.max_run: Value 'soon' of type 'str' could not be converted to Integer"),
         ("hardware.num_nodes=2", "hardware.num_nodes=2: must equal sagemaker.instance_count (1)"),
+        # Hydra refuses sagemaker.<typo>= itself; a `+` key it lets through is refused here, before any upload
+        ("+sagemaker.instance_cout=2", "sagemaker.instance_cout: unknown key; allowed keys are bucket, budget_usd,"),
     ],
 )
 def test_bad_sagemaker_settings_are_one_line_naming_the_key(override, message):

@@ -53,6 +53,12 @@ class SageMakerSettings:
             )
 
 
+def launch_keys() -> set[str]:
+    """The launch's own keys beside the instance keys (bucket, role, estimate, ...), as launch_sagemaker.yaml lists
+    them: read from that file, so the list lives in one place."""
+    return set(OmegaConf.load(CONF_DIR / "launch_sagemaker.yaml").sagemaker)
+
+
 def sagemaker_settings(cfg: DictConfig) -> SageMakerSettings:
     """cfg.sagemaker's instance keys, typed and checked; the first bad one is a ConfigError naming the full key.
 
@@ -66,6 +72,10 @@ def sagemaker_settings(cfg: DictConfig) -> SageMakerSettings:
             f"use hardware=<one of {options}>"
         )
     known = {f.name for f in fields(SageMakerSettings)}
+    allowed = known | launch_keys()
+    unknown = sorted(key for key in node if key not in allowed)  # a `+sagemaker.<typo>=` Hydra let through
+    if unknown:
+        raise ConfigError(f"sagemaker.{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
     try:
         values = {key: node[key] for key in node if key in known}
         settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SageMakerSettings), values))
