@@ -96,6 +96,10 @@ def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_tr
         trials = _trials(out / "tune" / method)
         low, high = chosen[method]["lr_range"]
         assert [lr for lr, _, _ in trials] == stages.lr_grid(low, high, 3) and trials[0][0] == low
+        extensions = sorted(out.glob(f"tune_ext*/{method}"))  # rates past an end, while the best sat there
+        assert len(extensions) == chosen[method]["extensions"] <= 2
+        trials = sorted(trials + [t for folder in extensions for t in _trials(folder)])
+        assert [t["lr"] for t in chosen[method]["trials"]] == [lr for lr, _, _ in trials]
         best = max(value for _, value, _ in trials)
         argmax = min(lr for lr, value, _ in trials if value == best)  # ties: the smaller learning rate
         assert chosen[method]["tuned_lr"] == argmax and chosen[method]["tuned_best"] == best
@@ -289,12 +293,50 @@ def test_the_chosen_lr_is_the_trial_with_the_best_validation_of_its_run(tmp_path
     trials = {1e-4: [0.50, 0.60], 1e-3: [0.72, 0.65], 1e-2: [0.55, 0.70]}  # 1e-2 ends higher, 1e-3 peaked higher
     for job, (lr, validations) in enumerate(trials.items()):
         _fake_run(tmp_path / "clear" / str(job), "lora", 0, lr, validations)
-    chosen = stages.choose_lr(tmp_path / "clear", 5e-4, [1e-4, 1e-2])
+    chosen = stages.choose_lr([tmp_path / "clear"], 5e-4, [1e-4, 1e-2])
     assert (chosen["tuned_lr"], chosen["tuned_best"], chosen["default_lr"]) == (1e-3, 0.72, 5e-4)
     assert [t["lr"] for t in chosen["trials"]] == [1e-4, 1e-3, 1e-2]
     for job, lr in enumerate([3e-3, 3e-4]):  # written largest first: the order of the folders does not decide
         _fake_run(tmp_path / "tie" / str(job), "lora", 0, lr, [0.6, 0.8])
-    assert stages.choose_lr(tmp_path / "tie", 5e-4, [1e-4, 1e-2])["tuned_lr"] == 3e-4
+    assert stages.choose_lr([tmp_path / "tie"], 5e-4, [1e-4, 1e-2])["tuned_lr"] == 3e-4
+
+
+def _tuned(tmp_path, score, extend=2):
+    """stages.tune over lr_range [1e-4, 1e-2] (3 trials) with each trial's validation given by score(lr): the sweeps
+    write finished jobs' folders as a training sweep would; choose_lr and the extension rule read them."""
+    from peftlab.compare.plan import Plan
+
+    plan = Plan(methods=["lora"], out=tmp_path, forwarded=[], trials=3, tune_seed=0, tune_overrides=[], seeds=[0, 1, 2],
+                confirm_overrides=[], cwd=tmp_path, lr_ranges={"lora": [1e-4, 1e-2]}, default_lrs={"lora": 5e-4},
+                extend=extend)  # fmt: skip
+    stages_run = []
+
+    def sweep(plan, stage, method, lrs, seeds, extra):
+        stages_run.append((stage, lrs))
+        for job, lr in enumerate(lrs):
+            _fake_run(plan.out / stage / method / str(job), method, seeds[0], lr, [score(lr)])
+        return plan.out / stage / method
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages, "run_sweep", sweep)
+        return stages.tune(plan, "lora"), stages_run
+
+
+def test_a_rate_at_the_top_of_the_range_is_tuned_again_one_grid_step_past_it(tmp_path):
+    chosen, ran = _tuned(tmp_path, score=lambda lr: math.log10(lr))  # higher is better all the way up
+    assert ran == [("tune", [1e-4, 1e-3, 1e-2]), ("tune_ext1", [0.1]), ("tune_ext2", [1.0])]
+    assert (chosen["tuned_lr"], chosen["origin"], chosen["extensions"]) == (1.0, "past the range", 2)
+    assert [t["lr"] for t in chosen["trials"]] == [1e-4, 1e-3, 1e-2, 0.1, 1.0]
+
+
+def test_the_extension_stops_where_the_rate_past_the_end_is_worse_or_the_end_is_a_plateau(tmp_path):
+    peaked, ran = _tuned(tmp_path / "peak", score=lambda lr: -abs(math.log10(lr) + 4.4))  # best near 4e-5
+    assert ran == [("tune", [1e-4, 1e-3, 1e-2]), ("tune_ext1", [1e-5])]
+    assert (peaked["tuned_lr"], peaked["origin"], peaked["extensions"]) == (1e-4, "grid", 1)
+    flat, ran = _tuned(tmp_path / "flat", score=lambda lr: 0.5 if lr < 5e-3 else 0.4)  # the two smallest level
+    assert ran == [("tune", [1e-4, 1e-3, 1e-2])] and flat["tuned_lr"] == 1e-4 and flat["extensions"] == 0
+    off, ran = _tuned(tmp_path / "off", score=lambda lr: math.log10(lr), extend=0)
+    assert len(ran) == 1 and off["tuned_lr"] == 1e-2 and off["origin"] == "grid"
 
 
 @pytest.fixture(scope="module")

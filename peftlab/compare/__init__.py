@@ -4,7 +4,9 @@
         'compare.methods=[lora,dora,ia3,prefix,adapters,full,head_only]'
 
 1. tune: per method, the same number of learning rates (a log grid over its YAML's `lr_range`) on one fixed subset
-   and step budget (compare.tune); the best validation metric picks the rate (<out>/chosen_lr.json).
+   and step budget (compare.tune); the best validation metric picks the rate (<out>/chosen_lr.json). While the best
+   is at an end of what was tried and beats its neighbour, one more rate a grid step past that end is tried, up to
+   compare.tune.extend times (tune_ext<k>/<method>/): a range set too narrow does not decide the winner.
 2. confirm: that rate with compare.confirm.seeds (>= 3) at the full budget, validating every N steps; with
    compare.default_arm, the YAML's default rate too (same seeds and budget): what tuning changed.
 3. test: at each budget (10/25/50/100 % of the largest run's FLOPs and seconds) every confirmed run's best
@@ -55,8 +57,11 @@ def run_protocol(cfg: DictConfig, command_line: list[str], cwd: Path | None = No
 def write_chosen(plan: Plan, chosen: dict) -> None:
     """chosen_lr.json (every trial) and chosen_lr.csv (method, default, tuned): what confirm runs with."""
     (plan.out / "chosen_lr.json").write_text(json.dumps(chosen, indent=2))
-    lines = ["method,default_lr,tuned_lr,best_val_in_tuning"]
-    lines += [f"{m},{c['default_lr']},{c['tuned_lr']},{c['tuned_best']}" for m, c in chosen.items()]
+    lines = ["method,default_lr,tuned_lr,best_val_in_tuning,origin,extensions"]
+    lines += [
+        f"{m},{c['default_lr']},{c['tuned_lr']},{c['tuned_best']},{c['origin']},{c['extensions']}"
+        for m, c in chosen.items()
+    ]
     (plan.out / "chosen_lr.csv").write_text("\n".join(lines) + "\n")
 
 

@@ -45,6 +45,7 @@ class Plan:
     confirm_overrides: list[str]
     cwd: Path  # the folder the command started in: the sweeps run there, so relative paths mean the same to them
     default_arm: bool = True
+    extend: int = 0  # tuning rates tried past an end of lr_range, at most (stages.tune)
     lr_ranges: dict[str, list[float]] = field(default_factory=dict)
     default_lrs: dict[str, float] = field(default_factory=dict)
 
@@ -95,6 +96,8 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         raise ConfigError(f"compare.confirm.seeds={list(c.confirm.seeds)}: at least {MIN_SEEDS} distinct seeds")
     if c.tune.trials < 2:
         raise ConfigError(f"compare.tune.trials={c.tune.trials}: at least 2 learning rates per method")
+    if c.tune.extend < 0:
+        raise ConfigError(f"compare.tune.extend={c.tune.extend}: rates tried past an end of the range, >= 0")
     plan = Plan(
         methods=methods,
         out=(cwd / c.out).resolve(),
@@ -106,6 +109,7 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         confirm_overrides=budget_overrides(c.confirm),
         cwd=cwd.resolve(),
         default_arm=bool(c.default_arm),
+        extend=int(c.tune.extend),
     )
     for method in methods:
         peft = check_method(plan, method, check_files)

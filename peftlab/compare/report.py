@@ -68,11 +68,12 @@ def tables(chosen: dict, results: list[dict]) -> list[Table]:
         ratio = c["tuned_lr"] / c["default_lr"]
         trials = ", ".join(f"{t['lr']:.3g}: {t['best']:.4f}" for t in c["trials"] if t["best"] is not None)
         searched = "[{:.3g}, {:.3g}]".format(*c["lr_range"]) + _edge(c)
+        past = " (past the range)" if c.get("origin") == "past the range" else ""
         lr_rows.append(
             [
                 method,
                 f"{c['default_lr']:.3g}",
-                f"{c['tuned_lr']:.3g}",
+                f"{c['tuned_lr']:.3g}{past}",
                 f"× {ratio:.3g}",
                 searched,
                 f"{c['tuned_best']:.4f}",
@@ -93,11 +94,17 @@ def tables(chosen: dict, results: list[dict]) -> list[Table]:
 
 
 def _edge(chosen: dict) -> str:
-    """A tuned rate at an end of the grid may lie beyond it: say so, so the range can be widened."""
-    grid = [t["lr"] for t in chosen["trials"]]
-    if chosen["tuned_lr"] in (min(grid), max(grid)):
-        return " (chosen at an end: widen peft.lr_range?)"
-    return ""
+    """The rates tried past the range (stages.tune), and a tuned rate still at an end of what was tried: the best
+    may lie beyond it, so say so."""
+    tried = [t["lr"] for t in chosen["trials"]]
+    low, high = chosen["lr_range"]
+    past = [lr for lr in tried if not low <= lr <= high]
+    text = f" + {len(past)} past it: " + ", ".join(f"{lr:.3g}" for lr in past) if past else ""
+    if chosen["tuned_lr"] not in (min(tried), max(tried)):
+        return text
+    if past and len(past) >= chosen.get("extend", 0):
+        return text + " (still at an end after every extension: widen peft.lr_range)"
+    return text + " (chosen at an end: widen peft.lr_range?)"
 
 
 def write_compare_report(out: str | Path) -> dict:

@@ -86,16 +86,44 @@ def run_sweep(plan: Plan, stage: str, method: str, lrs: list[float], seeds: list
 
 
 def tune(plan: Plan, method: str) -> dict:
-    """Every learning rate of the method's grid on the tuning budget; returns the trials and the chosen one."""
+    """Every learning rate of the method's grid on the tuning budget, then up to plan.extend rates past an end of
+    it (one grid step each) while the best is at that end: a short range must not decide the winner. Returns the
+    trials, the chosen rate and where it came from."""
     low, high = plan.lr_ranges[method]
     grid = lr_grid(low, high, plan.trials)
-    folder = run_sweep(plan, "tune", method, grid, [plan.tune_seed], plan.tune_overrides)
-    return choose_lr(folder, plan.default_lrs[method], [low, high])
+    folders = [run_sweep(plan, "tune", method, grid, [plan.tune_seed], plan.tune_overrides)]
+    chosen = choose_lr(folders, plan.default_lrs[method], [low, high])
+    ratio = (high / low) ** (1 / (plan.trials - 1))
+    while len(folders) <= plan.extend and (beyond := rate_past_the_end(chosen["trials"], chosen["tuned_lr"], ratio)):
+        stage = f"tune_ext{len(folders)}"
+        folders.append(run_sweep(plan, stage, method, [beyond], [plan.tune_seed], plan.tune_overrides))
+        chosen = choose_lr(folders, plan.default_lrs[method], [low, high])
+    chosen["extensions"] = len(folders) - 1
+    chosen["extend"] = plan.extend
+    chosen["origin"] = "grid" if low <= chosen["tuned_lr"] <= high else "past the range"
+    return chosen
 
 
-def choose_lr(folder: Path, default_lr: float, lr_range: list[float]) -> dict:
-    """The trial with the best validation metric (its best over the run); ties go to the smaller learning rate."""
-    runs = collect_runs(folder)
+def rate_past_the_end(trials: list[dict], best_lr: float, ratio: float) -> float | None:
+    """The next rate one grid step (× ratio) past the end the best trial sits at, when it beats its neighbour there
+    (a plateau at the end says nothing about what lies past it); None otherwise."""
+    scored = [t for t in trials if t["best"] is not None and not math.isnan(t["best"])]
+    lrs = [t["lr"] for t in scored]
+    if len(scored) < 2 or best_lr not in (lrs[0], lrs[-1]):
+        return None
+    at_top = best_lr == lrs[-1]
+    end, neighbour = (scored[-1], scored[-2]) if at_top else (scored[0], scored[1])
+    if end["best"] == neighbour["best"]:
+        return None
+    return float(f"{best_lr * ratio if at_top else best_lr / ratio:.3g}")
+
+
+def choose_lr(folders: list[Path], default_lr: float, lr_range: list[float]) -> dict:
+    """The trial with the best validation metric (its best over the run) across the tuning folders; ties go to the
+    smaller learning rate."""
+    runs = [run for folder in folders for run in collect_runs(folder)]
+    if not runs:
+        raise PeftlabError(f"{folders[0]}: no finished tuning trial")
     monitor = runs[0].monitor
     sign = 1 if higher_is_better(monitor) else -1
     trials = sorted(
@@ -104,7 +132,7 @@ def choose_lr(folder: Path, default_lr: float, lr_range: list[float]) -> dict:
     )
     scored = [t for t in trials if t["best"] is not None and not math.isnan(t["best"])]
     if not scored:
-        raise PeftlabError(f"{folder}: no tuning trial validated; raise the tuning budget (compare.tune.overrides)")
+        raise PeftlabError(f"{folders[0]}: no tuning trial validated; raise the tuning budget (compare.tune.overrides)")
     best = max(scored, key=lambda t: sign * t["best"])  # max keeps the first of equals: the smallest lr
     return {
         "monitor": monitor,
