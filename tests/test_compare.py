@@ -24,6 +24,7 @@ from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.heldout import held_out_source, holdout_rows, load_test, without_holdout
 from peftlab.data.sources import load_split
 from peftlab.errors import ConfigError
+from peftlab.rundir import RunDir
 
 METHODS = ["lora", "ia3"]
 TINY = [  # a tiny twin, 64 train rows, 48 validation rows; tune 8 steps, confirm 12, validating every 4
@@ -110,6 +111,9 @@ def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_tr
         at_default = _trials(out / "confirm_default" / method)
         assert {lr for lr, _, _ in at_default} == {default_lr} and sorted(s for _, _, s in at_default) == [0, 1, 2]
     scores = json.loads((out / "test" / "scores.json").read_text())
+    for run in {r["run"] for r in scores}:  # what the test stage read is all that is left of confirm's checkpoints
+        kept = sorted(p.name for p in (Path(run) / "checkpoints").glob("*.ckpt"))
+        assert kept == sorted(RunDir(run).checkpoint(r["step"]).name for r in scores if r["run"] == run)
     arms = {(Path(r["run"]).parts[-3], r["method"], r["seed"]) for r in scores}
     assert arms == {(a, m, s) for a in ("confirm", "confirm_default") for m in METHODS for s in (0, 1, 2)}
     assert {"tuning-verdict", "tuning-effect"} <= {t.html_id for t in result["tables"]}

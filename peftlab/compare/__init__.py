@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from peftlab.compare.plan import Plan, make_plan
 from peftlab.compare.report import write_compare_report
-from peftlab.compare.stages import confirm, confirm_default, score_on_test, tune
+from peftlab.compare.stages import confirm, confirm_default, prune_unread_checkpoints, score_on_test, tune
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,10 @@ def run_protocol(cfg: DictConfig, command_line: list[str], cwd: Path | None = No
     if plan.default_arm:  # every sweep ends before the test split is first read
         arms.append([run for method in plan.methods for run in confirm_default(plan, method, chosen[method])])
     for arm in arms:  # each arm's budgets are fractions of its own largest run
-        score_on_test(plan, arm)
+        rows = score_on_test(plan, arm)
+        if not plan.keep_checkpoints:
+            freed = prune_unread_checkpoints(arm, rows)
+            log.info("removed the checkpoints the test stage did not read: %.1f MB", freed / 1e6)
     result = write_compare_report(plan.out)
     log.info("comparison report: %s, %s", plan.out / "summary.md", plan.out / "report.html")
     return result

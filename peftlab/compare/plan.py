@@ -46,6 +46,7 @@ class Plan:
     cwd: Path  # the folder the command started in: the sweeps run there, so relative paths mean the same to them
     default_arm: bool = True
     extend: int = 0  # tuning rates tried past an end of lr_range, at most (stages.tune)
+    keep_checkpoints: bool = False  # True: confirm's unread checkpoints stay after the test stage
     lr_ranges: dict[str, list[float]] = field(default_factory=dict)
     default_lrs: dict[str, float] = field(default_factory=dict)
 
@@ -110,6 +111,7 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         cwd=cwd.resolve(),
         default_arm=bool(c.default_arm),
         extend=int(c.tune.extend),
+        keep_checkpoints=bool(c.keep_checkpoints),
     )
     for method in methods:
         peft = check_method(plan, method, check_files)

@@ -11,6 +11,7 @@ stopped.
 import json
 import logging
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,28 @@ def score_on_test(plan: Plan, runs: list[RunRecord]) -> list[dict]:
             rows.append({**row, "run": str(run.folder), "seed": run.seed, "step": step})
         path.write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def prune_unread_checkpoints(runs: list[RunRecord], rows: list[dict]) -> int:
+    """Remove every checkpoint of these runs that the test stage did not score; returns the bytes freed.
+
+    Confirm keeps a checkpoint at every validation because which ones the budgets pick is known only when every run
+    of the arm has finished (budgets are fractions of the largest run); once scored, the rest is never read again
+    (a rerun's picks come from the same metrics.json files). The SQL comparison of 2026-12-02 kept 27 GB of them.
+    adapter/, metrics.json and the scored checkpoints stay.
+    """
+    scored = {(row["run"], row["step"]) for row in rows}
+    freed = 0
+    for run in runs:
+        folder = RunDir(run.folder)
+        keep = {folder.checkpoint(step) for name, step in scored if name == str(run.folder)}
+        for path in folder.saved_checkpoints():
+            if path in keep:
+                continue
+            if path.is_dir():  # a DeepSpeed checkpoint is a folder
+                freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                shutil.rmtree(path)
+            else:
+                freed += path.stat().st_size
+                path.unlink()
+    return freed
