@@ -61,9 +61,11 @@ def allowed_folder(path: str, options: ServeOptions) -> Path:
     for candidate in [given] if given.is_absolute() else [root / given for root in roots]:
         resolved = candidate.resolve()
         if resolved.is_dir() and any(resolved.is_relative_to(root) for root in roots):
+            from peft.utils import SAFETENSORS_WEIGHTS_NAME  # peft's file name for adapter weights
+
             adapter = RunDir(resolved).adapter if RunDir(resolved).adapter.is_dir() else resolved
-            if not (adapter / "adapter_model.safetensors").is_file():
-                raise HTTPException(400, f"path {path}: no adapter_model.safetensors (only safetensors are loaded)")
+            if not (adapter / SAFETENSORS_WEIGHTS_NAME).is_file():
+                raise HTTPException(400, f"path {path}: no {SAFETENSORS_WEIGHTS_NAME} (only safetensors are loaded)")
             unsafe = sorted(p.name for p in adapter.iterdir() if p.suffix in UNSAFE_WEIGHTS)
             if unsafe:
                 raise HTTPException(400, f"path {path}: pickle weight files {unsafe} beside the adapter; refused")
