@@ -241,6 +241,19 @@ def test_keys_the_protocol_sets_are_refused_in_one_line():
     ]
 
 
+def test_tuning_runs_the_confirm_budget_unless_told_otherwise():
+    from peftlab.compare.plan import budget_overrides
+
+    default = compose_compare([]).compare
+    assert budget_overrides(default.tune) == budget_overrides(default.confirm)
+    longer = compose_compare(["compare.confirm.max_steps=2000", "compare.confirm.max_train_rows=5000"]).compare
+    assert budget_overrides(longer.tune) == budget_overrides(longer.confirm)
+    assert "trainer.max_steps=2000" in budget_overrides(longer.tune)
+    short = compose_compare(["compare.tune.max_steps=200", "compare.tune.val_check_interval=50"]).compare
+    assert "trainer.max_steps=200" in budget_overrides(short.tune)
+    assert "trainer.max_steps=1000" in budget_overrides(short.confirm)
+
+
 # -- the report on known numbers, and its page in Chromium ------------------------------------------------------
 
 TEST_SCORES = {  # method -> test accuracy of seeds 0..2 at each of the 4 validations (steps 4, 8, 12, 16)
