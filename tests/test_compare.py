@@ -356,6 +356,24 @@ def test_the_extension_stops_where_the_rate_past_the_end_is_worse_or_the_end_is_
     assert len(ran) == 1 and off["tuned_lr"] == 1e-2 and off["origin"] == "grid"
 
 
+def test_the_pareto_front_holds_the_methods_no_other_beats_on_score_and_cost_at_once():
+    from peftlab.compare.costs import pareto_front
+
+    # full: best and largest; lora: a little worse, far smaller; ia3: worse than lora and larger; prefix: no score
+    costs = {
+        "full": {"score": 0.90, "peak_rss_mb": 900.0},
+        "lora": {"score": 0.88, "peak_rss_mb": 300.0},
+        "ia3": {"score": 0.80, "peak_rss_mb": 350.0},
+        "head_only": {"score": 0.70, "peak_rss_mb": 250.0},
+        "prefix": {"score": math.nan, "peak_rss_mb": 100.0},
+    }
+    assert pareto_front(costs, "peak_rss_mb", higher_better=True) == ["full", "lora", "head_only"]
+    losses = {m: {**c, "score": 1 - c["score"]} for m, c in costs.items()}  # a loss: lower is better, same front
+    assert pareto_front(losses, "peak_rss_mb", higher_better=False) == ["full", "lora", "head_only"]
+    tie = {"a": {"score": 0.8, "peak_rss_mb": 100.0}, "b": {"score": 0.8, "peak_rss_mb": 100.0}}
+    assert pareto_front(tie, "peak_rss_mb", higher_better=True) == ["a", "b"]  # neither beats the other
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = _fake_comparison(tmp_path_factory.mktemp("report"))
@@ -382,6 +400,10 @@ def test_report_verdicts_on_known_numbers(report):
     assert "| +0.3100 | 2 → 1 |" in text and "| -0.1000 | 1 → 2 |" in text
     rows = (out / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("arm,axis,budget") and {r.split(",")[0] for r in rows[1:]} == {"tuned", "default"}
+    # equal costs (the fake runs share params, adapter size, memory and tokens): the better score alone is the front
+    assert "| lora | 10 | 0.00 | 1 | 1.61e+06 | 4.0 | 0.9200 | peak memory, training FLOPs |" in text
+    assert "| ia3 | 10 | 0.00 | 1 | 1.61e+06 | 4.0 | 0.7100 | – |" in text
+    assert "pareto" in result["plots"]
     kept_default = {"tuned_lr": 1e-3, "default_lr": 1e-3}  # tuning kept the default: its confirm runs are that arm
     assert stages.default_arm_folder(out, "lora", kept_default) == out / "confirm" / "lora"
 

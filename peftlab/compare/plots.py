@@ -7,10 +7,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt
 
+from peftlab.compare.costs import FRONT_COSTS, pareto_front
 from peftlab.compare.stages import AXES, BUDGETS
 from peftlab.compare.tuning import at_full_flops
 from peftlab.report.collect import RunRecord
 from peftlab.report.plots import curve_figure, save_figures
+from peftlab.report.summary import higher_is_better
 
 TITLES = {
     "tune_lr": "tuning: best validation metric by learning rate",
@@ -18,6 +20,7 @@ TITLES = {
     "val_vs_flops": "confirm runs: validation metric vs training FLOPs",
     "val_vs_seconds": "confirm runs: validation metric vs training seconds",
     "tuning_effect": "what tuning changed: test score at 100 % of the FLOPs, default vs tuned lr",
+    "pareto": "test score at 100 % of the FLOPs against what each method costs (ringed: the Pareto front)",
 }
 
 
@@ -89,10 +92,36 @@ def tuning_figure(tuned: dict, default: dict):
     return fig
 
 
+def pareto_figure(costs: dict[str, dict], metric: str):
+    """Score against peak memory and against training FLOPs, one point per method; the front's methods ringed."""
+    fig, axes = plt.subplots(1, len(FRONT_COSTS), figsize=(11, 4.5), sharey=True)
+    for ax, (cost, name) in zip(axes, FRONT_COSTS.items(), strict=True):
+        front = pareto_front(costs, cost, higher_is_better(metric))
+        for method, c in costs.items():
+            ax.scatter([c[cost]], [c["score"]], label=method)
+            if method in front:
+                ax.scatter([c[cost]], [c["score"]], s=220, facecolors="none", edgecolors="black")
+        ax.set_xscale("log")
+        ax.set(xlabel=name + (" (MiB)" if cost == "peak_rss_mb" else ""), title=f"against {name}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(metric)
+    axes[0].legend(title="method", fontsize="small")
+    fig.suptitle(TITLES["pareto"])
+    fig.tight_layout()
+    return fig
+
+
 def write_plots(
-    out: Path, chosen: dict, runs: list[RunRecord], results: list[dict], default: list[dict] | None = None
+    out: Path,
+    chosen: dict,
+    runs: list[RunRecord],
+    results: list[dict],
+    default: list[dict] | None = None,
+    costs: dict[str, dict] | None = None,
 ) -> dict[str, Path]:
     figures = {"tune_lr": tune_figure(chosen), "test_vs_budget": budget_figure(results)}
+    if costs:
+        figures["pareto"] = pareto_figure(costs, results[0]["test_metric"])
     figures |= {f"val_vs_{axis}": curve_figure(runs, axis) for axis in AXES}
     if default:
         figures["tuning_effect"] = tuning_figure(at_full_flops(results), at_full_flops(default))

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+from peftlab.compare.costs import cost_table, method_costs
 from peftlab.compare.stages import AXES, DEFAULT_ARM, budget_picks
 from peftlab.compare.stats import CONFIDENCE, t_interval, verdict
 from peftlab.compare.table import AXIS_NAMES, Table, budget_label, interval_cell, verdict_cell
@@ -119,13 +120,15 @@ def write_compare_report(out: str | Path) -> dict:
     scores = json.loads((out / "test" / "scores.json").read_text())
     results = budget_results(runs, scores)
     made = tables(chosen, results)
+    costs = method_costs(runs, results)
+    made.append(cost_table(costs, results[0]["test_metric"]))
     default_folders = default_arm_folders(out, chosen)
     default = budget_results(arm_runs(default_folders), scores) if default_folders else None
     if default:
         made += tuning_tables(chosen, results, default)
     title = f"Method comparison: {runs[0].model} on {runs[0].dataset}"
     notes = _notes(chosen, runs, scores, bool(default))
-    plots = write_plots(out, chosen, runs, results, default)
+    plots = write_plots(out, chosen, runs, results, default, costs)
     commands = _commands(out, list(chosen))
     lines = [f"# {title}", "", *(f"- {n}" for n in notes), ""]
     for table in made:
