@@ -254,6 +254,18 @@ def test_tuning_runs_the_confirm_budget_unless_told_otherwise():
     assert "trainer.max_steps=1000" in budget_overrides(short.confirm)
 
 
+def test_validation_comes_often_enough_for_the_smallest_budget(caplog):
+    from peftlab.compare.plan import budget_overrides, validation_interval
+
+    assert "trainer.val_check_interval=50" in budget_overrides(compose_compare([]).compare.confirm)  # 1,000 steps
+    assert [validation_interval(steps, None) for steps in (1000, 130, 12)] == [50, 5, 1]  # divisors within 5 %
+    assert validation_interval(500, 100) == 100  # a value given is kept, and warned about when sparse:
+    sparse = compose_compare(["compare.confirm.max_steps=500", "compare.confirm.val_check_interval=100"]).compare
+    with caplog.at_level("WARNING", logger="peftlab.compare.plan"):
+        budget_overrides(sparse.confirm)
+    assert "val_check_interval=100 of max_steps=500: the report's 10 % budgets may have no validated" in caplog.text
+
+
 # -- the report on known numbers, and its page in Chromium ------------------------------------------------------
 
 TEST_SCORES = {  # method -> test accuracy of seeds 0..2 at each of the 4 validations (steps 4, 8, 12, 16)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from peftlab.cli import quoted_value
-from peftlab.compare.plan import Plan
+from peftlab.compare.plan import BUDGETS, Plan
 from peftlab.errors import PeftlabError
 from peftlab.report.collect import RunRecord, collect_runs
 from peftlab.report.summary import higher_is_better
@@ -27,8 +27,6 @@ from peftlab.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-# Fractions of the largest confirmed run's training FLOPs and of its training seconds: the report's budgets.
-BUDGETS = (0.1, 0.25, 0.5, 1.0)
 AXES = ("flops", "seconds")
 DEFAULT_ARM = "confirm_default"  # the stage folder of each method's runs at its YAML default learning rate
 TRAIN_MODULE = "peftlab.train"  # the training command every stage's sweep runs (`python -m peftlab.train -m ...`)
