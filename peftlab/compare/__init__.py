@@ -27,6 +27,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from peftlab.compare.forgetting import measure_forgetting
 from peftlab.compare.plan import Plan, make_plan
 from peftlab.compare.report import write_compare_report
 from peftlab.compare.stages import confirm, confirm_default, prune_unread_checkpoints, score_on_test, tune
@@ -47,6 +48,8 @@ def run_protocol(cfg: DictConfig, command_line: list[str], cwd: Path | None = No
     arms = [runs]
     if plan.default_arm:  # every sweep ends before the test split is first read
         arms.append([run for method in plan.methods for run in confirm_default(plan, method, chosen[method])])
+    if plan.forgetting_texts:  # the tuned arm: what the verdict is about
+        measure_forgetting(plan.out, runs, plan.forgetting_texts)
     for arm in arms:  # each arm's budgets are fractions of its own largest run
         rows = score_on_test(plan, arm)
         if not plan.keep_checkpoints:

@@ -17,8 +17,9 @@ from peftlab.report.summary import higher_is_better
 FRONT_COSTS = {"peak_rss_mb": "peak memory", "train_flops": "training FLOPs"}
 
 
-def method_costs(runs: list[RunRecord], results: list[dict]) -> dict[str, dict]:
-    """{method: trainable, adapter_mb, peak_rss_mb (the largest over seeds), train_flops, train_s (means), score}."""
+def method_costs(runs: list[RunRecord], results: list[dict], forgetting: list[dict] | None = None) -> dict[str, dict]:
+    """{method: trainable, adapter_mb, peak_rss_mb (the largest over seeds), train_flops, train_s (means), score,
+    and forgetting (the mean loss change on general text, compare/forgetting.py) where it was measured}."""
     full = at_full_flops(results)
     costs = {}
     for method in dict.fromkeys(r.method for r in runs):
@@ -32,6 +33,9 @@ def method_costs(runs: list[RunRecord], results: list[dict]) -> dict[str, dict]:
             "train_s": statistics.mean(r.train_time_s for r in mine),
             "score": interval.mean if interval is not None and interval.n else math.nan,
         }
+        measured = [row["forgetting"] for row in forgetting or [] if row["method"] == method]
+        if measured:
+            costs[method]["forgetting"] = statistics.mean(measured)
     return costs
 
 
@@ -50,6 +54,7 @@ def pareto_front(costs: dict[str, dict], cost: str, higher_better: bool) -> list
 def cost_table(costs: dict[str, dict], metric: str) -> Table:
     fronts = {cost: pareto_front(costs, cost, higher_is_better(metric)) for cost in FRONT_COSTS}
     rows = []
+    forgetting = any("forgetting" in c for c in costs.values())
     for method, c in costs.items():
         on = [name for cost, name in FRONT_COSTS.items() if method in fronts[cost]]
         rows.append(
@@ -62,9 +67,12 @@ def cost_table(costs: dict[str, dict], metric: str) -> Table:
                 f"{c['train_s']:.1f}",
                 "–" if math.isnan(c["score"]) else f"{c['score']:.4f}",
                 ", ".join(on) or "–",
+                *([f"{c['forgetting']:+.4f}" if "forgetting" in c else "–"] if forgetting else []),
             ]
         )
     header = ["method", "trainable params", "adapter MiB", "peak RSS MiB", "training FLOPs", "train s",
               f"{metric} at 100 % FLOPs", "on the Pareto front of"]  # fmt: skip
+    if forgetting:
+        header.append("forgetting: loss change on general text (nats/token)")
     title = "What each method costs (tuned rate; means over seeds, peak memory the largest)"
     return Table(title, header, rows, "costs")

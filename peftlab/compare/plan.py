@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from peftlab.compare.forgetting import read_texts
 from peftlab.data.heldout import HELD_OUT_KEYS
 from peftlab.errors import ConfigError
 
@@ -52,6 +53,7 @@ class Plan:
     default_arm: bool = True
     extend: int = 0  # tuning rates tried past an end of lr_range, at most (stages.tune)
     keep_checkpoints: bool = False  # True: confirm's unread checkpoints stay after the test stage
+    forgetting_texts: list[str] = field(default_factory=list)  # general text (compare/forgetting.py); empty: off
     lr_ranges: dict[str, list[float]] = field(default_factory=dict)
     default_lrs: dict[str, float] = field(default_factory=dict)
 
@@ -136,15 +138,24 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         keep_checkpoints=bool(c.keep_checkpoints),
     )
     for method in methods:
-        peft = check_method(plan, method, check_files)
+        settings = check_method(plan, method, check_files)
+        peft = settings.peft
         if not peft.lr_range:
             raise ConfigError(f"peft.lr_range: not set for peft={method}; declare [low, high] in its YAML")
         plan.lr_ranges[method], plan.default_lrs[method] = list(peft.lr_range), peft.lr
+    if c.forgetting.texts:
+        if settings.shape != "causal":
+            raise ConfigError(
+                f"compare.forgetting.texts: forgetting is measured on causal language models (model="
+                f"{settings.model.name} is {settings.shape}); set it to null"
+            )
+        plan.forgetting_texts = read_texts(c.forgetting.texts, c.forgetting.column, c.forgetting.rows)
     return plan
 
 
 def check_method(plan: Plan, method: str, check_files: bool = True):
-    """Compose and validate the method's training config as its jobs will (the stages' overrides included)."""
+    """Compose and validate the method's training config as its jobs will (the stages' overrides included); returns
+    its settings."""
     from hydra import compose
 
     from peftlab.config import validate
@@ -155,4 +166,4 @@ def check_method(plan: Plan, method: str, check_files: bool = True):
         OmegaConf.set_struct(cfg, False)
         cfg.paths.output_dir = str(plan.out)  # ${hydra:runtime...} is not set when composing
         settings = validate(cfg, check_files=check_files)
-    return settings.peft
+    return settings

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from peftlab.compare.costs import cost_table, method_costs
+from peftlab.compare.forgetting import read_forgetting
 from peftlab.compare.stages import AXES, DEFAULT_ARM, budget_picks
 from peftlab.compare.stats import CONFIDENCE, t_interval, verdict
 from peftlab.compare.table import AXIS_NAMES, Table, budget_label, interval_cell, verdict_cell
@@ -120,7 +121,7 @@ def write_compare_report(out: str | Path) -> dict:
     scores = json.loads((out / "test" / "scores.json").read_text())
     results = budget_results(runs, scores)
     made = tables(chosen, results)
-    costs = method_costs(runs, results)
+    costs = method_costs(runs, results, read_forgetting(out))
     made.append(cost_table(costs, results[0]["test_metric"]))
     default_folders = default_arm_folders(out, chosen)
     default = budget_results(arm_runs(default_folders), scores) if default_folders else None
