@@ -59,7 +59,7 @@ def score_checkpoints(cfg: DictConfig, checkpoints: list[str]) -> list[dict]:
 def forgetting(cfg: DictConfig, texts: list[str], adapter: str) -> dict:
     """The run's loss on `texts` (a general-text sample its task never saw) with its adapter and with the base alone,
     and the change: what peftlab.compare reports as forgetting. cfg is the run's own config (RunDir.read_config())."""
-    from peftlab.run.lm_loss import text_loss
+    from peftlab.run.lm_loss import base_and_adapted_loss
 
-    base, trained = text_loss(cfg, texts), text_loss(cfg, texts, adapter)
+    base, trained = base_and_adapted_loss(cfg, texts, adapter)
     return {"base_loss": base, "loss": trained, "forgetting": trained - base}

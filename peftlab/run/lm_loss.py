@@ -18,17 +18,22 @@ from peftlab.models.loading import load_base_model, load_tokenizer
 from peftlab.models.methods import load_kwargs_for, load_trained
 
 
-@torch.no_grad()
-def text_loss(cfg: DictConfig, texts: list[str], adapter: Path | None = None, max_length: int = 128) -> float:
-    """Mean next-token loss (nats per token) over `texts` of the run's model: with `adapter` (what save_trained
-    wrote), else the base alone. Rows are cut at max_length tokens and padded on the right, 8 at a time."""
+def base_and_adapted_loss(cfg: DictConfig, texts: list[str], adapter: Path, max_length: int = 128) -> tuple[float, ...]:
+    """Mean next-token loss (nats per token) over `texts` of the run's base, then of the same base with `adapter`
+    (what save_trained wrote) put on it: one model load for both. Rows are cut at max_length tokens and padded on
+    the right, 8 at a time."""
     settings = validate(cfg, check_files=False)
     if settings.shape != "causal":
         raise ConfigError(f"model={settings.model.name}: forgetting is measured on causal language models only")
     tokenizer = load_tokenizer(settings.model)
     tokenizer.padding_side = "right"  # positions from 0 in every row, as in training
     base = load_base_model(settings.model, "causal", [], tokenizer.pad_token_id, **load_kwargs_for(settings.peft, []))
-    model = (base if adapter is None else load_trained(base, settings.peft, adapter)).eval()
+    before = text_loss(base.eval(), tokenizer, texts, max_length)
+    return before, text_loss(load_trained(base, settings.peft, adapter).eval(), tokenizer, texts, max_length)
+
+
+@torch.no_grad()
+def text_loss(model: torch.nn.Module, tokenizer, texts: list[str], max_length: int) -> float:
     total, tokens = 0.0, 0
     for start in range(0, len(texts), 8):
         batch = tokenizer(texts[start : start + 8], truncation=True, max_length=max_length, padding=True,
