@@ -1,5 +1,6 @@
 """Interruptions: kill -9 + resume=auto ends with the uninterrupted run's weights; SIGTERM saves; broken checkpoints."""
 
+import json
 import os
 import re
 import signal
@@ -199,3 +200,32 @@ def test_last_ckpt_is_the_latest_validation_even_when_the_metric_did_not_improve
     (best,) = (tmp_path / "checkpoints").glob("epoch*.ckpt")
     assert _trainable(best)["global_step"] == 12  # epoch 0's: later epochs did not beat it
     assert _trainable(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == result.trainer.global_step == 36
+
+
+def test_a_run_paused_before_its_schedule_ends_and_resumed_is_the_uninterrupted_run(tmp_path):
+    """optim.schedule_steps keeps the learning-rate schedule of the whole run while trainer.max_steps stops it early
+    (mid-epoch here); resume=auto then continues to the end: weights bit-identical to one uninterrupted run, and
+    metrics.json's curve holds every validation, counted from the first step (compare's successive halving)."""
+    whole = [
+        f"optim.schedule_steps={STEPS}",
+        "trainer.val_check_interval=3",
+        "~callbacks.last_checkpoint.every_n_train_steps",
+    ]  # last.ckpt after each validation, as by default
+    full, paused = tmp_path / "full", tmp_path / "paused"
+    for out, extra in ((full, []), (paused, ["trainer.max_steps=9"]), (paused, ["resume=auto"])):
+        done = subprocess.run(_cmd(out, *whole, *extra), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    ended, reference = _trainable(paused / "checkpoints" / "last.ckpt"), _trainable(full / "checkpoints" / "last.ckpt")
+    assert ended["global_step"] == reference["global_step"] == STEPS
+    for name, value in reference["state_dict"].items():
+        assert torch.equal(ended["state_dict"][name], value), name
+    curves = [json.loads((out / "metrics.json").read_text()) for out in (full, paused)]
+    assert (
+        [p["step"] for p in curves[1]["history"]]
+        == [p["step"] for p in curves[0]["history"]]
+        == [3 * k for k in range(1, 9)]
+    )
+    for key in ("val/loss", "train_tokens"):
+        assert [p[key] for p in curves[1]["history"]] == [p[key] for p in curves[0]["history"]], key
+    assert curves[1]["train_samples"] == curves[0]["train_samples"] == STEPS * 8
+    assert curves[1]["train_time_s"] >= curves[1]["history"][2]["train_time_s"] > 0  # seconds of both attempts

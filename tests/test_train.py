@@ -99,7 +99,10 @@ def test_checkpoint_holds_only_trainable_weights_and_resumes(lora_run, tmp_path)
     assert ckpt_path.stat().st_size < 3 * 2**20  # the 22 M-param base (~90 MB) is not in it
     resumed = fit(compose_config([*SHRINK, "trainer.max_epochs=3", f"ckpt_path={ckpt_path}"], output_dir=tmp_path))
     assert resumed.trainer.global_step == 3 * 40  # continued from step 80, not from 0
-    assert [h["epoch"] for h in resumed.report["history"]] == [2]
+    # the curve of the whole run: the two epochs before the checkpoint travel in it (RunStats' state)
+    assert [h["epoch"] for h in resumed.report["history"]] == [0, 1, 2]
+    assert resumed.report["history"][:2] == lora_run.report["history"]
+    assert resumed.report["train_samples"] == 3 * lora_run.report["train_samples"] / 2
 
 
 @pytest.mark.parametrize("method", ["full", "head_only"])

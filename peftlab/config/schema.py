@@ -177,8 +177,13 @@ class TrainerSettings:
 class OptimSettings:
     optimizer: dict[str, Any] = field(default_factory=dict)
     warmup_ratio: float = 0.06
+    # Optimizer steps the schedule spans; null: the run's own. A run stopped before them (trainer.max_steps) and
+    # continued with resume=auto is the same as one uninterrupted run: compare's successive-halving rungs.
+    schedule_steps: int | None = None
 
     def __post_init__(self) -> None:
+        check(self.schedule_steps is None or self.schedule_steps >= 1, "schedule_steps", self.schedule_steps,
+              "null (the run's own length) or >= 1")  # fmt: skip
         check("_target_" in self.optimizer, "optimizer", self.optimizer, "needs a _target_ (e.g. torch.optim.AdamW)")
         check_positive("optimizer.lr", self.optimizer.get("lr"))
         check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")

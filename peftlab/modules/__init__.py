@@ -5,20 +5,20 @@ from collections.abc import Callable
 import torch
 
 from peftlab.config.dataset_schema import DatasetSettings
-from peftlab.modules.base import PeftModule
+from peftlab.modules.base import PeftModule, Schedule
 from peftlab.modules.classification import ClassificationModule
 from peftlab.modules.generation import GenerationModule
 
 
-def _classification(shape: str, d: DatasetSettings, model, tokenizer, optimizer, warmup_ratio):
-    return ClassificationModule(model, optimizer, warmup_ratio, len(d.labels), d.metrics)
+def _classification(shape: str, d: DatasetSettings, model, tokenizer, optimizer, schedule: Schedule):
+    return ClassificationModule(model, optimizer, schedule, len(d.labels), d.metrics)
 
 
-def _generation(shape: str, d: DatasetSettings, model, tokenizer, optimizer, warmup_ratio):
+def _generation(shape: str, d: DatasetSettings, model, tokenizer, optimizer, schedule: Schedule):
     return GenerationModule(
         model,
         optimizer,
-        warmup_ratio,
+        schedule,
         d.metrics,
         tokenizer,
         d.generation,
@@ -42,10 +42,10 @@ def build_module(
     model: torch.nn.Module,
     tokenizer,
     optimizer: Callable | None = None,
-    warmup_ratio: float = 0.0,
+    schedule: Schedule | None = None,
 ) -> PeftModule:
     """The module of a task shape (config/tasks.py) for the dataset's labels, metrics and generation settings."""
-    return MODULES[shape](shape, dataset, model, tokenizer, optimizer, warmup_ratio)
+    return MODULES[shape](shape, dataset, model, tokenizer, optimizer, schedule or Schedule())
 
 
-__all__ = ["MODULES", "ClassificationModule", "GenerationModule", "PeftModule", "build_module"]
+__all__ = ["MODULES", "ClassificationModule", "GenerationModule", "PeftModule", "Schedule", "build_module"]

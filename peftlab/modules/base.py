@@ -1,6 +1,7 @@
 """What every task's LightningModule shares: the optimiser over trainable weights and trainable-only checkpoints."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -12,17 +13,28 @@ from peftlab.models.method_hooks import after_optimizer_step, build_optimizer
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """The learning-rate schedule: linear warm-up over warmup_ratio of total_steps, then linear decay to 0.
+
+    total_steps None: the run's own length (the trainer's estimate). Set, it lets a run stop before the schedule
+    ends and be continued later exactly as one uninterrupted run (compare's successive-halving rungs)."""
+
+    warmup_ratio: float = 0.0
+    total_steps: int | None = None
+
+
 class PeftModule(pl.LightningModule):
     """Trains whatever parameters the PEFT method left trainable; checkpoints hold only those."""
 
     # Batch keys the wrapped transformers model takes; collators may add others (e.g. prompts for generation).
     model_inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
-    def __init__(self, model: torch.nn.Module, optimizer: Callable | None, warmup_ratio: float):
+    def __init__(self, model: torch.nn.Module, optimizer: Callable | None, schedule: Schedule):
         super().__init__()
         self.model = model
         self.optimizer_factory = optimizer  # functools.partial from Hydra (_partial_: true); None for eval only
-        self.warmup_ratio = warmup_ratio
+        self.schedule = schedule
         # Checkpoints drop the frozen base (on_save_checkpoint), so restoring must not demand it
         # (Lightning #19149, #21053); on_load_checkpoint checks the trainable weights are all there instead.
         self.strict_loading = False
@@ -75,10 +87,10 @@ class PeftModule(pl.LightningModule):
         for name, param in self.model.named_parameters():
             if param.requires_grad:
                 (no_decay if any(k in name for k in NO_DECAY) else decay).append(param)
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.schedule.total_steps or int(self.trainer.estimated_stepping_batches)
         groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
         optimizer = build_optimizer(self.model, self.optimizer_factory, groups, total)  # LoRA+, AdaLoRA: their own
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.schedule.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def optimizer_step(self, *args, **kwargs) -> None:

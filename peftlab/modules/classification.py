@@ -5,14 +5,14 @@ from collections.abc import Callable
 import torch
 
 from peftlab.metrics import classification_metrics
-from peftlab.modules.base import PeftModule
+from peftlab.modules.base import PeftModule, Schedule
 
 
 class ClassificationModule(PeftModule):
     def __init__(
-        self, model: torch.nn.Module, optimizer: Callable | None, warmup_ratio: float, num_labels: int, metric_names
+        self, model: torch.nn.Module, optimizer: Callable | None, schedule: Schedule, num_labels: int, metric_names
     ):
-        super().__init__(model, optimizer, warmup_ratio)
+        super().__init__(model, optimizer, schedule)
         self.val_metrics = classification_metrics(list(metric_names), num_labels, prefix="val/")
         self.test_metrics = classification_metrics(list(metric_names), num_labels, prefix="test/")
 

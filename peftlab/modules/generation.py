@@ -6,7 +6,7 @@ import torch
 
 from peftlab.data.encoders import IGNORE_INDEX
 from peftlab.metrics import text_metrics
-from peftlab.modules.base import PeftModule
+from peftlab.modules.base import PeftModule, Schedule
 from peftlab.modules.causal_loss import answer_only_loss
 
 
@@ -31,14 +31,14 @@ class GenerationModule(PeftModule):
         self,
         model: torch.nn.Module,
         optimizer: Callable | None,
-        warmup_ratio: float,
+        schedule: Schedule,
         metric_names,
         tokenizer,
         generation: dict,
         causal: bool,
         max_generate_rows: int | None = None,
     ):
-        super().__init__(model, optimizer, warmup_ratio)
+        super().__init__(model, optimizer, schedule)
         self.tokenizer = tokenizer
         self.generation = dict(generation)
         self.causal = causal

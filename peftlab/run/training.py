@@ -19,7 +19,7 @@ from peftlab.config import RunSettings
 from peftlab.errors import ConfigError
 from peftlab.models.fast_dropout import use_fast_dropout
 from peftlab.models.methods import apply_method, base_memory_footprint
-from peftlab.modules import PeftModule, build_module
+from peftlab.modules import PeftModule, Schedule, build_module
 from peftlab.run.collector import start_up_frozen
 from peftlab.run.outputs import RunOutputs
 from peftlab.run.resume import checkpoint_to_resume
@@ -65,8 +65,8 @@ def fit(settings: RunSettings) -> RunResult:
     if settings.hardware.fast_dropout:
         use_fast_dropout(model)
     optimizer = instantiate(settings.optim.optimizer)  # partial: the module passes its trainable parameters
-    warmup = settings.optim.warmup_ratio
-    module = build_module(settings.shape, settings.dataset, model, job.tokenizer, optimizer, warmup)
+    schedule = Schedule(settings.optim.warmup_ratio, settings.optim.schedule_steps)
+    module = build_module(settings.shape, settings.dataset, model, job.tokenizer, optimizer, schedule)
     facts = {"params": params_report(model), "base_memory": base_memory}
     outputs = RunOutputs(run, settings, job.tokenizer, job.head, facts, resumed=bool(tracker_runs))
     trainer.callbacks.append(outputs)  # after RunStats: metrics.json reads what it measured

@@ -53,11 +53,15 @@ MEMORY_KEYS = ("rss_mb", "cuda_mb")  # peak memory of a process: host RSS, and a
 
 
 class RunStats(pl.Callback):
-    """Measures what metrics.json reports; prints one line per validation with its metrics."""
+    """Measures what metrics.json reports; prints one line per validation with its metrics.
+
+    Its counts travel in every checkpoint (state_dict): a resumed run's metrics.json holds the whole curve, and
+    its seconds, samples and tokens count from the run's first step, as an uninterrupted run's would."""
 
     def __init__(self) -> None:
         self.history: list[dict] = []
         self.train_samples = 0
+        self.earlier_train_seconds = 0.0  # training seconds of the attempts before a resume
         self._tokens = None  # non-padding input tokens seen in training (the FLOPs estimate's T), on the device
         self.fit_seconds = 0.0
         self.val_seconds = 0.0
@@ -92,7 +96,7 @@ class RunStats(pl.Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         # Training seconds so far (validation excluded) and tokens seen: the x-axes of the sweep report's curves.
-        elapsed = time.perf_counter() - self._fit_start - self.val_seconds
+        elapsed = time.perf_counter() - self._fit_start - self.val_seconds + self.earlier_train_seconds
         point = {"epoch": trainer.current_epoch, "step": trainer.global_step, "train_time_s": round(elapsed, 3)}
         self.history.append({**point, "train_tokens": self.train_tokens, **metrics})
         if trainer.is_global_zero:
@@ -119,6 +123,17 @@ class RunStats(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
 
+    def state_dict(self) -> dict:
+        elapsed = time.perf_counter() - self._fit_start - self.val_seconds
+        return {"history": self.history, "train_samples": self.train_samples, "train_tokens": self.train_tokens,
+                "train_seconds": self.earlier_train_seconds + elapsed}  # fmt: skip
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict["history"])
+        self.train_samples = int(state_dict["train_samples"])
+        self._tokens = int(state_dict["train_tokens"]) or None
+        self.earlier_train_seconds = float(state_dict["train_seconds"])
+
     @staticmethod
     def _peak_memory() -> dict:
         memory = {"rss_mb": round(peak_rss_mb(), 1)}
@@ -132,8 +147,8 @@ class RunStats(pl.Callback):
 
     @property
     def train_seconds(self) -> float:
-        """Fit time without validation: what samples/s is measured against."""
-        return max(self.fit_seconds - self.val_seconds, 1e-9)
+        """Fit time without validation (every attempt's, after a resume): what samples/s is measured against."""
+        return max(self.fit_seconds - self.val_seconds + self.earlier_train_seconds, 1e-9)
 
     def summary(self) -> dict:
         return {
