@@ -1,9 +1,11 @@
 """peftlab.compare: the tune -> confirm -> test protocol on a tiny twin end to end, its statistics on known numbers,
 the held-out split, and report.html in headless Chromium."""
 
+import itertools
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from conftest import CONF, REPO, option_names
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import peftlab.compare.search as search
 import peftlab.compare.stages as stages
 import peftlab.data.datamodule as datamodule
 from peftlab.compare import run_protocol, write_compare_report
@@ -27,10 +30,13 @@ from peftlab.errors import ConfigError
 from peftlab.rundir import RunDir
 
 METHODS = ["lora", "ia3"]
-TINY = [  # a tiny twin, 64 train rows, 48 validation rows; tune 8 steps, confirm 12, validating every 4
+TINY = [  # a tiny twin, 64 train rows, 48 validation rows; tune 8 steps (halving: all 3 trials to step 4, the best 2
+    # resumed to 8), confirm 12, validating every 4
     "model=deberta_v3_tiny",
     f"compare.methods=[{','.join(METHODS)}]",
     "compare.tune.trials=3",
+    "compare.tune.rungs=[0.5,1.0]",
+    "compare.tune.eta=2",
     "compare.tune.max_train_rows=64",
     "compare.tune.max_steps=8",
     "compare.tune.val_check_interval=4",
@@ -79,14 +85,16 @@ def protocol(tmp_path_factory):
     return out, result, events, overrides, elsewhere
 
 
-def _trials(folder):
-    """(lr, best validation accuracy) of each job of a sweep folder, read from its own files."""
+def _trials(folder, with_curve=False):
+    """(lr, best validation accuracy, seed) of each job of a sweep folder, read from its own files (with_curve: and
+    its validations as {step: accuracy})."""
     found = []
     for metrics in folder.glob("*/metrics.json"):
         report = json.loads(metrics.read_text())
         lr = yaml.safe_load((metrics.parent / "config.yaml").read_text())["peft"]["lr"]
-        found.append((lr, report["best"]["val/accuracy"], report["seed"]))
-    return sorted(found)
+        curve = {h["step"]: h["val/accuracy"] for h in report["history"]}
+        found.append((lr, report["best"]["val/accuracy"], report["seed"], *([curve] if with_curve else [])))
+    return sorted(found, key=lambda t: t[:3])
 
 
 def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_trials(protocol):
@@ -94,15 +102,19 @@ def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_tr
     chosen = json.loads((out / "chosen_lr.json").read_text())
     assert list(chosen) == METHODS
     for method in METHODS:
-        trials = _trials(out / "tune" / method)
+        grid = _trials(out / "tune" / method, with_curve=True)
         low, high = chosen[method]["lr_range"]
-        assert [lr for lr, _, _ in trials] == stages.lr_grid(low, high, 3) and trials[0][0] == low
+        assert [lr for lr, *_ in grid] == search.lr_grid(low, high, 3) and grid[0][0] == low
+        # halving: every trial validated at step 4; the best two at step 4 went on to step 8, resumed (one curve)
+        at_rung = sorted(grid, key=lambda t: (-t[3][4], t[0]))
+        assert [sorted(t[3]) for t in at_rung] == [[4, 8], [4, 8], [4]]
         extensions = sorted(out.glob(f"tune_ext*/{method}"))  # rates past an end, while the best sat there
         assert len(extensions) == chosen[method]["extensions"] <= 2
-        trials = sorted(trials + [t for folder in extensions for t in _trials(folder)])
+        trials = sorted([t[:3] for t in grid] + [t for folder in extensions for t in _trials(folder)])
         assert [t["lr"] for t in chosen[method]["trials"]] == [lr for lr, _, _ in trials]
-        best = max(value for _, value, _ in trials)
-        argmax = min(lr for lr, value, _ in trials if value == best)  # ties: the smaller learning rate
+        finalists = [t for t in trials if t[0] != at_rung[2][0]]  # only trials that reached the budget compete
+        best = max(value for _, value, _ in finalists)
+        argmax = min(lr for lr, value, _ in finalists if value == best)  # ties: the smaller learning rate
         assert chosen[method]["tuned_lr"] == argmax and chosen[method]["tuned_best"] == best
         confirmed = _trials(out / "confirm" / method)
         assert {lr for lr, _, _ in confirmed} == {argmax} and sorted(s for _, _, s in confirmed) == [0, 1, 2]
@@ -127,8 +139,10 @@ def test_each_stage_leaves_its_outputs_and_the_chosen_lr_is_the_argmax_of_its_tr
 def test_test_rows_are_read_only_after_every_sweep_and_never_by_a_training_job(protocol):
     out, _, events, *_ = protocol
     first_read = next(i for i, e in enumerate(events) if e[0] == "test rows read")
-    stages_in_order = [("sweep", stage) for stage in ("tune", "confirm", "confirm_default") for _ in METHODS]
-    assert [e[:2] for e in events[:first_read]] == stages_in_order
+    swept = [re.sub(r"_ext\d+$", "", e[1]) for e in events[:first_read] if e[0] == "sweep"]
+    assert len(swept) == first_read and [stage for stage, _ in itertools.groupby(swept)] == [
+        "tune", "confirm", "confirm_default"
+    ]  # fmt: skip
     assert all(e[0] == "test rows read" for e in events[first_read:]) and len(events) > first_read
     logs = [log for stage in ("tune", "confirm", "confirm_default") for log in out.glob(f"{stage}/*/*/train.log")]
     assert len(logs) == 3 * 2 * 3
@@ -227,7 +241,7 @@ def test_every_method_yaml_declares_a_search_range_around_its_default():
         cfg = compose_compare([f"peft={name}"])
         low, high = cfg.peft.lr_range
         assert low < cfg.peft.lr < high, name
-        assert len(stages.lr_grid(low, high, 5)) == 5
+        assert len(search.lr_grid(low, high, 5)) == 5
 
 
 def test_keys_the_protocol_sets_are_refused_in_one_line():
@@ -322,25 +336,26 @@ def test_the_chosen_lr_is_the_trial_with_the_best_validation_of_its_run(tmp_path
     trials = {1e-4: [0.50, 0.60], 1e-3: [0.72, 0.65], 1e-2: [0.55, 0.70]}  # 1e-2 ends higher, 1e-3 peaked higher
     for job, (lr, validations) in enumerate(trials.items()):
         _fake_run(tmp_path / "clear" / str(job), "lora", 0, lr, validations)
-    chosen = stages.choose_lr([tmp_path / "clear"], 5e-4, [1e-4, 1e-2])
+    chosen = search.choose_lr([tmp_path / "clear"], 5e-4, [1e-4, 1e-2])
     assert (chosen["tuned_lr"], chosen["tuned_best"], chosen["default_lr"]) == (1e-3, 0.72, 5e-4)
     assert [t["lr"] for t in chosen["trials"]] == [1e-4, 1e-3, 1e-2]
     for job, lr in enumerate([3e-3, 3e-4]):  # written largest first: the order of the folders does not decide
         _fake_run(tmp_path / "tie" / str(job), "lora", 0, lr, [0.6, 0.8])
-    assert stages.choose_lr([tmp_path / "tie"], 5e-4, [1e-4, 1e-2])["tuned_lr"] == 3e-4
+    assert search.choose_lr([tmp_path / "tie"], 5e-4, [1e-4, 1e-2])["tuned_lr"] == 3e-4
 
 
 def _tuned(tmp_path, score, extend=2):
-    """stages.tune over lr_range [1e-4, 1e-2] (3 trials) with each trial's validation given by score(lr): the sweeps
+    """search.tune over lr_range [1e-4, 1e-2] (3 trials) with each trial's validation given by score(lr): the sweeps
     write finished jobs' folders as a training sweep would; choose_lr and the extension rule read them."""
     from peftlab.compare.plan import Plan
 
-    plan = Plan(methods=["lora"], out=tmp_path, forwarded=[], trials=3, tune_seed=0, tune_overrides=[], seeds=[0, 1, 2],
+    plan = Plan(methods=["lora"], out=tmp_path, forwarded=[], trials=3, tune_seed=0, tune_steps=4, tune_overrides=[],
+                seeds=[0, 1, 2],
                 confirm_overrides=[], cwd=tmp_path, lr_ranges={"lora": [1e-4, 1e-2]}, default_lrs={"lora": 5e-4},
                 extend=extend)  # fmt: skip
     stages_run = []
 
-    def sweep(plan, stage, method, lrs, seeds, extra):
+    def sweep(plan, stage, method, lrs, seeds, extra, reach=None, job=None):
         stages_run.append((stage, lrs))
         for job, lr in enumerate(lrs):
             _fake_run(plan.out / stage / method / str(job), method, seeds[0], lr, [score(lr)])
@@ -348,7 +363,7 @@ def _tuned(tmp_path, score, extend=2):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(stages, "run_sweep", sweep)
-        return stages.tune(plan, "lora"), stages_run
+        return search.tune(plan, "lora"), stages_run
 
 
 def test_a_rate_at_the_top_of_the_range_is_tuned_again_one_grid_step_past_it(tmp_path):
@@ -458,3 +473,64 @@ def test_command_line_refuses_in_one_line_and_records_itself(tmp_path):
         "error: seed=3: the protocol sets seed in every job; set compare.tune.seed, compare.confirm.seeds"
     )
     assert "peftlab.compare seed=3" in (tmp_path / "out" / "command.txt").read_text()
+
+
+def _halved(tmp_path, score):
+    """search.tune with 5 trials over [1e-4, 1e-2], rungs at steps 4 and 12, eta 3; score(lr, step) is a trial's
+    validation at a step (one every 4). The fake sweep writes or continues jobs' folders as training would."""
+    from peftlab.compare.plan import Plan
+
+    plan = Plan(methods=["lora"], out=tmp_path, forwarded=[], trials=5, tune_seed=0, tune_steps=12,
+                tune_overrides=["trainer.max_steps=12", "trainer.val_check_interval=4"], seeds=[0, 1, 2],
+                confirm_overrides=[], cwd=tmp_path, lr_ranges={"lora": [1e-4, 1e-2]}, default_lrs={"lora": 5e-4},
+                extend=1, rung_steps=[4, 12], eta=3)  # fmt: skip
+    ran = []
+
+    def sweep(plan, stage, method, lrs, seeds, extra, reach=None, job=None):
+        ran.append((stage, lrs, reach, job, extra))
+        folder = plan.out / stage / method
+        for number, lr in enumerate(lrs):
+            run = folder / (job or str(number))
+            shutil.rmtree(run, ignore_errors=True)
+            _fake_run(run, method, seeds[0], lr, [score(lr, step) for step in range(4, reach + 1, 4)])
+        return folder
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages, "run_sweep", sweep)
+        return search.tune(plan, "lora"), ran
+
+
+def test_halving_resumes_the_best_third_to_the_budget_and_chooses_among_them_only(tmp_path):
+    lead_at_4 = {1e-4: 0.5, 3.16e-4: 0.55, 1e-3: 0.6, 3.16e-3: 0.7, 1e-2: 0.75}
+    at_12 = {3.16e-3: 0.95, 1e-2: 0.8}  # the largest rate leads at the first rung, a smaller one at the budget
+
+    chosen, ran = _halved(tmp_path, lambda lr, step: lead_at_4[lr] if step <= 4 else at_12[lr])
+    first, *going_on = ran
+    assert first[:4] == ("tune", [1e-4, 0.000316, 0.001, 0.00316, 0.01], 4, None)
+    assert "trainer.max_steps=4" in first[4] and "optim.schedule_steps=12" in first[4]  # one schedule, stopped early
+    assert "trainer.max_steps=12" not in first[4]
+    assert [(lrs, reach, job) for _, lrs, reach, job, _ in going_on] == [([0.01], 12, "4"), ([0.00316], 12, "3")]
+    assert all("resume=auto" in extra and "trainer.max_steps=12" in extra for *_, extra in going_on)
+    assert (chosen["tuned_lr"], chosen["tuned_best"], chosen["extensions"]) == (0.00316, 0.95, 0)
+    assert [t["steps"] for t in chosen["trials"]] == [4, 4, 4, 12, 12] and chosen["rungs"] == [4, 12]
+
+
+def test_halving_extends_past_the_end_with_a_trial_on_the_whole_budget(tmp_path):
+    chosen, ran = _halved(tmp_path, lambda lr, step: math.log10(lr) + step / 100)  # larger is better everywhere
+    stage, lrs, reach, job, extra = ran[-1]
+    assert (stage, lrs, reach, job) == ("tune_ext1", [0.0316], 12, None)  # one grid step (× 3.16) past the top
+    assert "trainer.max_steps=12" in extra and "resume=auto" not in extra
+    assert (chosen["tuned_lr"], chosen["origin"]) == (0.0316, "past the range")
+
+
+def test_halving_rungs_are_validated_steps_of_the_tuning_budget():
+    from peftlab.compare.plan import rung_steps
+
+    assert rung_steps([0.25, 1.0], 500, 25) == [125, 500]
+    assert rung_steps([0.3, 1.0], 500, 25) == [150, 500]  # rounded down to a validation
+    assert rung_steps([1.0], 500, 25) == []  # every trial on the whole budget
+    for bad in ([0.5], [0.5, 0.25, 1.0], [0.0, 1.0], []):
+        with pytest.raises(ConfigError, match=r"compare.tune.rungs=.*increasing fractions"):
+            rung_steps(bad, 500, 25)
+    with pytest.raises(ConfigError, match="validate more often"):
+        rung_steps([0.5, 0.55, 1.0], 500, 100)  # both rungs would end at step 200

@@ -30,7 +30,8 @@ from omegaconf import DictConfig
 from peftlab.compare.forgetting import measure_forgetting
 from peftlab.compare.plan import Plan, make_plan
 from peftlab.compare.report import write_compare_report
-from peftlab.compare.stages import confirm, confirm_default, prune_unread_checkpoints, score_on_test, tune
+from peftlab.compare.search import tune
+from peftlab.compare.stages import confirm, confirm_default, prune_unread_checkpoints, score_on_test
 
 log = logging.getLogger(__name__)
 

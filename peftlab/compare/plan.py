@@ -4,6 +4,7 @@ Every method is composed and validated as its jobs will be before any job starts
 model refuses fails in seconds with one line, not after the first method's sweeps.
 """
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +47,15 @@ class Plan:
     forwarded: list[str]  # the command line's training overrides (model=, dataset=, ...) plus the test split's keys
     trials: int
     tune_seed: int
+    tune_steps: int  # the tuning budget's optimizer steps (halving's last rung)
     tune_overrides: list[str]
     seeds: list[int]
     confirm_overrides: list[str]
     cwd: Path  # the folder the command started in: the sweeps run there, so relative paths mean the same to them
     default_arm: bool = True
-    extend: int = 0  # tuning rates tried past an end of lr_range, at most (stages.tune)
+    extend: int = 0  # tuning rates tried past an end of lr_range, at most (search.tune)
+    rung_steps: list[int] = field(default_factory=list)  # successive halving's rungs in steps; empty: budget-matched
+    eta: int = 3  # halving: the best ceil(n / eta) trials of a rung go on to the next
     keep_checkpoints: bool = False  # True: confirm's unread checkpoints stay after the test stage
     forgetting_texts: list[str] = field(default_factory=list)  # general text (compare/forgetting.py); empty: off
     lr_ranges: dict[str, list[float]] = field(default_factory=dict)
@@ -111,6 +115,24 @@ def budget_overrides(stage: DictConfig) -> list[str]:
     ]
 
 
+def rung_steps(rungs: list[float], max_steps: int, interval: int) -> list[int]:
+    """Halving's rungs as optimizer steps: each fraction of the tuning budget rounded down to a validation (a rung
+    ends on a validated checkpoint, which the next one resumes from); [] for [1.0], every trial on the whole budget."""
+    rungs = [float(r) for r in rungs]
+    if not rungs or rungs[-1] != 1.0 or any(a >= b for a, b in itertools.pairwise([0.0, *rungs])):
+        raise ConfigError(
+            f"compare.tune.rungs={rungs}: increasing fractions of the tuning budget ending at 1.0, "
+            "e.g. [0.25, 1.0] (successive halving) or [1.0] (every trial on the whole budget)"
+        )
+    steps = [max(interval, int(r * max_steps) // interval * interval) for r in rungs]
+    if len(set(steps)) != len(steps):
+        raise ConfigError(
+            f"compare.tune.rungs={rungs}: rungs of {steps} steps with a validation every {interval} steps; "
+            "space them further or validate more often (compare.tune.val_check_interval)"
+        )
+    return steps if len(steps) > 1 else []
+
+
 def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: bool = True) -> Plan:
     """The plan, every method's jobs composed and validated first (check_files=False: data folders not looked at)."""
     c = cfg.compare
@@ -121,6 +143,8 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         raise ConfigError(f"compare.confirm.seeds={list(c.confirm.seeds)}: at least {MIN_SEEDS} distinct seeds")
     if c.tune.trials < 2:
         raise ConfigError(f"compare.tune.trials={c.tune.trials}: at least 2 learning rates per method")
+    if c.tune.eta < 2:
+        raise ConfigError(f"compare.tune.eta={c.tune.eta}: the best 1/eta of a rung go on, eta >= 2 (e.g. 3)")
     if c.tune.extend < 0:
         raise ConfigError(f"compare.tune.extend={c.tune.extend}: rates tried past an end of the range, >= 0")
     plan = Plan(
@@ -129,6 +153,7 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         forwarded=forwarded_overrides(command_line, cfg),
         trials=c.tune.trials,
         tune_seed=c.tune.seed,
+        tune_steps=c.tune.max_steps,
         tune_overrides=budget_overrides(c.tune),
         seeds=list(c.confirm.seeds),
         confirm_overrides=budget_overrides(c.confirm),
@@ -136,6 +161,10 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
         default_arm=bool(c.default_arm),
         extend=int(c.tune.extend),
         keep_checkpoints=bool(c.keep_checkpoints),
+        rung_steps=rung_steps(
+            list(c.tune.rungs), c.tune.max_steps, validation_interval(c.tune.max_steps, c.tune.val_check_interval)
+        ),
+        eta=int(c.tune.eta),
     )
     for method in methods:
         settings = check_method(plan, method, check_files)

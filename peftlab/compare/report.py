@@ -68,7 +68,7 @@ def tables(chosen: dict, results: list[dict]) -> list[Table]:
     lr_rows = []
     for method, c in chosen.items():
         ratio = c["tuned_lr"] / c["default_lr"]
-        trials = ", ".join(f"{t['lr']:.3g}: {t['best']:.4f}" for t in c["trials"] if t["best"] is not None)
+        trials = ", ".join(_trial_cell(t, c["trials"]) for t in c["trials"] if t["best"] is not None)
         searched = "[{:.3g}, {:.3g}]".format(*c["lr_range"]) + _edge(c)
         past = " (past the range)" if c.get("origin") == "past the range" else ""
         lr_rows.append(
@@ -95,8 +95,15 @@ def tables(chosen: dict, results: list[dict]) -> list[Table]:
     return out
 
 
+def _trial_cell(trial: dict, trials: list[dict]) -> str:
+    """lr: best validation, and where successive halving stopped a trial before the whole tuning budget."""
+    longest = max(t.get("steps", 0) for t in trials)
+    stopped = f" (stopped at step {trial['steps']})" if trial.get("steps", longest) < longest else ""
+    return f"{trial['lr']:.3g}: {trial['best']:.4f}{stopped}"
+
+
 def _edge(chosen: dict) -> str:
-    """The rates tried past the range (stages.tune), and a tuned rate still at an end of what was tried: the best
+    """The rates tried past the range (search.tune), and a tuned rate still at an end of what was tried: the best
     may lie beyond it, so say so."""
     tried = [t["lr"] for t in chosen["trials"]]
     low, high = chosen["lr_range"]
@@ -141,13 +148,22 @@ def write_compare_report(out: str | Path) -> dict:
     return {"results": results, "tables": made, "plots": plots, "html": html}
 
 
+def _tuning_words(chosen: dict) -> str:
+    """How the first method's rate was tuned (every method's the same way)."""
+    trials, rungs = len(chosen["trials"]), chosen.get("rungs", [])
+    if len(rungs) < 2:
+        return f"{trials} trials on the tuning budget"
+    steps = " → ".join(map(str, rungs))
+    return f"{trials} trials by successive halving, rungs at steps {steps}; chosen among those reaching the last"
+
+
 def _notes(chosen: dict, runs: list, scores: list, default_arm: bool) -> list[str]:
     """The protocol in words, above the tables: test rows, tuning, scoring, compute, the default-lr arm."""
     test_rows_from = scores[0].get("test_rows_from", "the dataset's test split") if scores else "–"
     return [
         f"Test rows: {test_rows_from}. The test split was read once, after every choice was made.",
-        f"Each method's learning rate was tuned on validation ({len(next(iter(chosen.values()))['trials'])} trials "
-        f"on the tuning budget), then run with {len({r.seed for r in runs})} seeds at the full budget.",
+        f"Each method's learning rate was tuned on validation ({_tuning_words(next(iter(chosen.values())))}), "
+        f"then run with {len({r.seed for r in runs})} seeds at the full budget.",
         "At each budget a run is scored at its best validation checkpoint within that budget; a method wins when "
         f"its {CONFIDENCE * 100:g} % interval (Student t over seeds) is clear of every other method's.",
         f"Compute: {FORMULA}.",

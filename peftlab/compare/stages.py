@@ -1,4 +1,4 @@
-"""The protocol's three stages: tune (a log grid of learning rates per method), confirm (the best one, several seeds)
+"""The protocol's three stages: tune (compare/search.py), confirm (the best one, several seeds)
 and test (every confirmed run's budget checkpoints on the held-out split).
 
 Tune and confirm are ordinary `python -m peftlab.train -m` sweeps, one per method and stage, so their folders are
@@ -10,13 +10,10 @@ stopped.
 
 import json
 import logging
-import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from peftlab.cli import quoted_value
 from peftlab.compare.plan import BUDGETS, Plan
@@ -32,35 +29,38 @@ DEFAULT_ARM = "confirm_default"  # the stage folder of each method's runs at its
 TRAIN_MODULE = "peftlab.train"  # the training command every stage's sweep runs (`python -m peftlab.train -m ...`)
 
 
-def lr_grid(low: float, high: float, trials: int) -> list[float]:
-    """`trials` learning rates evenly spaced in log between low and high, rounded to 3 significant digits (the
-    values then read the same in overrides, folder records and the report)."""
-    return [float(f"{lr:.3g}") for lr in np.geomspace(low, high, trials)]
-
-
-def _recorded(folder: Path) -> list[tuple[float, int]]:
-    """(lr, seed) of each finished job in a sweep folder, from its config.yaml."""
-    pairs = []
+def _recorded(folder: Path) -> list[tuple[float, int, int, str]]:
+    """(lr, seed, last validated step, job folder name) of each finished job in a sweep folder."""
+    jobs = []
     for job in RunDir.finished_jobs(folder):
-        cfg = job.read_config()
-        pairs.append((float(cfg.peft.lr), int(cfg.seed)))
-    return pairs
+        cfg, history = job.read_config(), job.read_metrics()["history"]
+        jobs.append((float(cfg.peft.lr), int(cfg.seed), history[-1]["step"] if history else 0, job.root.name))
+    return jobs
 
 
-def finished(folder: Path, lrs: list[float], seeds: list[int]) -> bool:
+def finished(folder: Path, lrs: list[float], seeds: list[int], reach: int | None = None,
+             job: str | None = None) -> bool:  # fmt: skip
+    """Whether the folder holds exactly the planned (lr, seed) jobs (job: that one job among others), each
+    validated at step `reach` or later when given (a halving rung)."""
+    if not folder.is_dir():
+        return False
+    jobs = [j for j in _recorded(folder) if job is None or j[3] == job]
     planned = sorted((lr, seed) for lr in lrs for seed in seeds)
-    return folder.is_dir() and sorted(_recorded(folder)) == planned
+    return sorted((lr, seed) for lr, seed, *_ in jobs) == planned and all(j[2] >= (reach or 0) for j in jobs)
 
 
-def run_sweep(plan: Plan, stage: str, method: str, lrs: list[float], seeds: list[int], extra: list[str]) -> Path:
+def run_sweep(plan: Plan, stage: str, method: str, lrs: list[float], seeds: list[int], extra: list[str],
+              reach: int | None = None, job: str | None = None) -> Path:  # fmt: skip
     """One `python -m peftlab.train -m` sweep of (lrs × seeds) for a method into <out>/<stage>/<method>, unless already
-    done; it runs in the folder the comparison started in (plan.cwd)."""
+    done (every job validated at step `reach` when given); it runs in the folder the comparison started in
+    (plan.cwd). job: continue that one job folder of the sweep (a halving rung, with resume=auto in extra)."""
     folder = plan.out / stage / method
-    if finished(folder, lrs, seeds):
-        log.info("%s %s: done already (%s), skipped", stage, method, folder)
+    if finished(folder, lrs, seeds, reach, job):
+        log.info("%s %s: done already (%s%s), skipped", stage, method, folder, f"/{job}" if job else "")
         return folder
-    stale = sorted(set(_recorded(folder)) - {(lr, seed) for lr in lrs for seed in seeds}) if folder.is_dir() else []
-    if stale:  # a sweep writes jobs 0..n-1 over the old ones: the rest would stay and be read as this plan's
+    planned = {(lr, seed) for lr in lrs for seed in seeds}
+    stale = sorted({(lr, seed) for lr, seed, *_ in _recorded(folder)} - planned) if folder.is_dir() else []
+    if stale and job is None:  # a sweep writes jobs 0..n-1 over old ones: the rest would be read as this plan's
         raise PeftlabError(f"{folder}: holds jobs of another plan (lr, seed) {stale}; move it away or set compare.out")
     folder.mkdir(parents=True, exist_ok=True)
     command = [
@@ -74,73 +74,17 @@ def run_sweep(plan: Plan, stage: str, method: str, lrs: list[float], seeds: list
         "peft.lr=" + ",".join(map(str, lrs)),
         "seed=" + ",".join(map(str, seeds)),
         f"hydra.sweep.dir={quoted_value(str(folder))}",
+        *([f"hydra.sweep.subdir={job}"] if job else []),
     ]
-    (folder / "command.txt").write_text(" ".join(command[1:]) + "\n")
-    log.info("%s %s: %d jobs (lr %s, seeds %s)", stage, method, len(lrs) * len(seeds), lrs, seeds)
-    with (plan.out / stage / f"{method}.log").open("w") as out:
+    with (folder / "command.txt").open("a") as record:  # every command that wrote into the folder, in order
+        record.write(" ".join(command[1:]) + "\n")
+    log.info("%s %s: %d jobs (lr %s, seeds %s%s)", stage, method, len(lrs) * len(seeds), lrs, seeds,
+             f", to step {reach} in {job}/" if job else "")  # fmt: skip
+    with (plan.out / stage / f"{method}.log").open("a") as out:
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=plan.cwd, check=False)
-    if done.returncode != 0 or not finished(folder, lrs, seeds):
+    if done.returncode != 0 or not finished(folder, lrs, seeds, reach, job):
         raise PeftlabError(f"{stage} {method}: the sweep failed (exit {done.returncode}); its log: {out.name}")
     return folder
-
-
-def tune(plan: Plan, method: str) -> dict:
-    """Every learning rate of the method's grid on the tuning budget, then up to plan.extend rates past an end of
-    it (one grid step each) while the best is at that end: a short range must not decide the winner. Returns the
-    trials, the chosen rate and where it came from."""
-    low, high = plan.lr_ranges[method]
-    grid = lr_grid(low, high, plan.trials)
-    folders = [run_sweep(plan, "tune", method, grid, [plan.tune_seed], plan.tune_overrides)]
-    chosen = choose_lr(folders, plan.default_lrs[method], [low, high])
-    ratio = (high / low) ** (1 / (plan.trials - 1))
-    while len(folders) <= plan.extend and (beyond := rate_past_the_end(chosen["trials"], chosen["tuned_lr"], ratio)):
-        stage = f"tune_ext{len(folders)}"
-        folders.append(run_sweep(plan, stage, method, [beyond], [plan.tune_seed], plan.tune_overrides))
-        chosen = choose_lr(folders, plan.default_lrs[method], [low, high])
-    chosen["extensions"] = len(folders) - 1
-    chosen["extend"] = plan.extend
-    chosen["origin"] = "grid" if low <= chosen["tuned_lr"] <= high else "past the range"
-    return chosen
-
-
-def rate_past_the_end(trials: list[dict], best_lr: float, ratio: float) -> float | None:
-    """The next rate one grid step (× ratio) past the end the best trial sits at, when it beats its neighbour there
-    (a plateau at the end says nothing about what lies past it); None otherwise."""
-    scored = [t for t in trials if t["best"] is not None and not math.isnan(t["best"])]
-    lrs = [t["lr"] for t in scored]
-    if len(scored) < 2 or best_lr not in (lrs[0], lrs[-1]):
-        return None
-    at_top = best_lr == lrs[-1]
-    end, neighbour = (scored[-1], scored[-2]) if at_top else (scored[0], scored[1])
-    if end["best"] == neighbour["best"]:
-        return None
-    return float(f"{best_lr * ratio if at_top else best_lr / ratio:.3g}")
-
-
-def choose_lr(folders: list[Path], default_lr: float, lr_range: list[float]) -> dict:
-    """The trial with the best validation metric (its best over the run) across the tuning folders; ties go to the
-    smaller learning rate."""
-    runs = [run for folder in folders for run in collect_runs(folder)]
-    if not runs:
-        raise PeftlabError(f"{folders[0]}: no finished tuning trial")
-    monitor = runs[0].monitor
-    sign = 1 if higher_is_better(monitor) else -1
-    trials = sorted(
-        ({"lr": float(RunDir(r.folder).read_config().peft.lr), "best": r.best, "run": str(r.folder)} for r in runs),
-        key=lambda t: t["lr"],
-    )
-    scored = [t for t in trials if t["best"] is not None and not math.isnan(t["best"])]
-    if not scored:
-        raise PeftlabError(f"{folders[0]}: no tuning trial validated; raise the tuning budget (compare.tune.overrides)")
-    best = max(scored, key=lambda t: sign * t["best"])  # max keeps the first of equals: the smallest lr
-    return {
-        "monitor": monitor,
-        "default_lr": default_lr,
-        "lr_range": lr_range,
-        "tuned_lr": best["lr"],
-        "tuned_best": best["best"],
-        "trials": trials,
-    }
 
 
 def confirm(plan: Plan, method: str, lr: float, stage: str = "confirm") -> list[RunRecord]:
