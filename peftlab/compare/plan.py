@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.compare.forgetting import read_texts
+from peftlab.config.tasks import CAUSAL_SHAPES
 from peftlab.data.heldout import HELD_OUT_KEYS
 from peftlab.errors import ConfigError
 
@@ -173,7 +174,7 @@ def make_plan(cfg: DictConfig, command_line: list[str], cwd: Path, check_files: 
             raise ConfigError(f"peft.lr_range: not set for peft={method}; declare [low, high] in its YAML")
         plan.lr_ranges[method], plan.default_lrs[method] = list(peft.lr_range), peft.lr
     if c.forgetting.texts:
-        if settings.shape != "causal":
+        if settings.shape not in CAUSAL_SHAPES:
             raise ConfigError(
                 f"compare.forgetting.texts: forgetting is measured on causal language models (model="
                 f"{settings.model.name} is {settings.shape}); set it to null"

@@ -7,6 +7,8 @@ from typing import Any
 from peftlab.config.checks import check, check_choice, check_positive
 from peftlab.config.tasks import CLASS_METRICS, TASKS, TEXT_METRICS
 
+TEXT_TASKS = ("generation", "preference")  # rows of a prompt and answer text, no labels
+
 
 @dataclass
 class DatasetSettings:
@@ -32,6 +34,9 @@ class DatasetSettings:
     prompt_template: str | None = None
     target_column: str | None = None
     max_target_length: int = 128
+    # preference: prompt_template as above, target_column the chosen answer, rejected_column the rejected one
+    # (the objective group decides the loss: dpo, ipo, orpo); validation also generates and scores against chosen.
+    rejected_column: str | None = None
     # Causal models: wrap each prompt in the model's chat template as one user turn, the target being the assistant's
     # answer (SmolLM2-Instruct's ChatML); the template's tokens are prompt, masked from the loss like the rest of it.
     chat_template: bool = False
@@ -67,14 +72,16 @@ class DatasetSettings:
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
         check(self.group_batches >= 1, "group_batches", self.group_batches, "batches per length-sorted group, >= 1")
-        if self.task != "generation":
+        if self.task not in TEXT_TASKS:
             check(len(self.labels) >= 2, "labels", self.labels, "a list of at least 2 label names")
             check(len(set(self.labels)) == len(self.labels), "labels", self.labels, "label names must be unique")
         if self.task == "multiple_choice":
             check(bool(self.choices_column), "choices_column", self.choices_column, "the column holding the choices")
-        if self.task == "generation":
+        if self.task in TEXT_TASKS:
             check(bool(self.prompt_template), "prompt_template", self.prompt_template, "e.g. '{question}\\nSQL:'")
             check(bool(self.target_column), "target_column", self.target_column, "the column holding the answer")
+        if self.task == "preference":
+            check(bool(self.rejected_column), "rejected_column", self.rejected_column, "the rejected answer's column")
         for key in ("max_length", "max_target_length", "batch_size", "eval_batch_size"):
             check_positive(key, getattr(self, key))
         holdout = self.test_holdout

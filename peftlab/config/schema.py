@@ -9,6 +9,7 @@ from typing import Any
 
 from peftlab.config.checks import check, check_choice, check_positive
 from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.config.objective_schema import ObjectiveSettings
 from peftlab.config.tasks import ARCHITECTURES
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -208,6 +209,7 @@ class RunSettings:
     hardware: HardwareSettings
     trainer: TrainerSettings
     optim: OptimSettings
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
     seed: int = 42
     ckpt_path: str | None = None
     resume: str | None = None  # null or auto: continue from paths.checkpoint_dir/last.ckpt when it exists

@@ -19,6 +19,7 @@ from hydra.core.config_store import ConfigStore
 
 from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.config.method_schema import OWN_SCHEMAS
+from peftlab.config.objective_schema import ObjectiveSettings
 from peftlab.config.schema import HardwareSettings, ModelSettings, OptimSettings, PathSettings
 
 # schema/<name> -> its dataclass; peftlab's own peft methods are schema/peft/<method> (conf/peft/full.yaml ...).
@@ -28,6 +29,7 @@ SCHEMAS: dict[str, type] = {
     "hardware": HardwareSettings,
     "optim": OptimSettings,
     "paths": PathSettings,
+    "objective": ObjectiveSettings,
     **{f"peft/{method}": schema for method, schema in OWN_SCHEMAS.items()},
 }
 

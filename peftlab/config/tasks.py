@@ -6,11 +6,12 @@ LightningModule. Multiple choice on a generative model becomes text-to-text (the
 
 from peftlab.errors import ConfigError
 
-TASKS = ("classification", "multiple_choice", "generation")
+TASKS = ("classification", "multiple_choice", "generation", "preference")
 ARCHITECTURES = ("encoder", "seq2seq", "causal")
 
 # classify: sequence-classification head; choose: multiple-choice head (one score per choice);
-# seq2seq / causal: language-model head, targets generated (encoder-decoder / decoder-only with prompt masking).
+# seq2seq / causal: language-model head, targets generated (encoder-decoder / decoder-only with prompt masking);
+# prefer: a decoder scored on a chosen and a rejected answer to one prompt.
 SHAPES: dict[tuple[str, str], str] = {
     ("classification", "encoder"): "classify",
     ("classification", "seq2seq"): "classify",
@@ -20,9 +21,14 @@ SHAPES: dict[tuple[str, str], str] = {
     ("multiple_choice", "causal"): "causal",
     ("generation", "seq2seq"): "seq2seq",
     ("generation", "causal"): "causal",
+    # (prompt, chosen, rejected) rows: a preference objective (conf/objective: dpo, ipo, orpo) on a decoder
+    ("preference", "causal"): "prefer",
 }
-SHAPE_NAMES = ("classify", "choose", "seq2seq", "causal")
-GENERATIVE_SHAPES = ("seq2seq", "causal")
+SHAPE_NAMES = ("classify", "choose", "seq2seq", "causal", "prefer")
+GENERATIVE_SHAPES = ("seq2seq", "causal", "prefer")
+# Shapes whose model is a decoder-only LM with its LM head: loaded, wrapped by peft, exported and served alike (a
+# preference-tuned adapter generates as any causal one does).
+CAUSAL_SHAPES = ("causal", "prefer")
 LABELLED_SHAPES = ("classify", "choose")  # a fresh head sized to the dataset's labels
 # Which methods cannot train a shape, and why, is each method's record (conf/peft/*.yaml `capabilities`).
 
@@ -31,13 +37,17 @@ CLASS_METRICS = ("accuracy", "f1", "binary_f1", "mcc")
 TEXT_METRICS = ("accuracy", "exact_match", "rougeL", "bleu")  # accuracy on text = exact match (answer letters)
 
 
+EXAMPLE_MODELS = {"encoder": ("minilm", "deberta"), "seq2seq": ("t5",), "causal": ("gpt2", "bloom", "smollm2")}
+
+
 def task_shape(task: str, architecture: str, dataset: str = "", model: str = "") -> str:
     shape = SHAPES.get((task, architecture))
     if shape is None:
-        generative = sorted({a for (t, a) in SHAPES if t == task})
+        fitting = sorted({a for (t, a) in SHAPES if t == task})
+        examples = ", ".join(m for a in fitting for m in EXAMPLE_MODELS[a])
         raise ConfigError(
             f"dataset={dataset} ({task}) with model={model} ({architecture}): not possible; "
-            f"{task} needs a {' or '.join(generative)} model (t5, gpt2, bloom or their _tiny twins)"
+            f"{task} needs a {' or '.join(fitting)} model ({examples} or their _tiny twins)"
         )
     return shape
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from peftlab.config.checks import SettingError, schema_error
+from peftlab.config.objective_schema import PREFERENCE_OBJECTIVES, REFERENCE_OBJECTIVES, ObjectiveSettings
 from peftlab.config.peft_schema import PeftSettings, schema_for, split_peft_values
 from peftlab.config.schema import (
     DatasetSettings,
@@ -21,7 +22,7 @@ from peftlab.config.schema import (
     RunSettings,
     TrainerSettings,
 )
-from peftlab.config.tasks import metric_names_for, task_shape
+from peftlab.config.tasks import CAUSAL_SHAPES, metric_names_for, task_shape
 from peftlab.errors import ConfigError, PeftlabError
 
 GROUPS: dict[str, type] = {
@@ -50,7 +51,10 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
         except SettingError as err:
             raise ConfigError(f"dataset.{err}") from err
     typed["peft"] = _peft_group(_group(cfg, "peft"))
+    # a run folder written before the objective group existed trained with the task's own loss
+    typed["objective"] = typed_group(cfg.get("objective") or OmegaConf.create({}), "objective", ObjectiveSettings)
     shape = check_task_fits(typed["model"], typed["dataset"], typed["peft"])
+    check_objective_fits(typed["objective"], typed["dataset"], typed["peft"])
     check_hardware_fits(typed["model"], typed["peft"], typed["hardware"])
     resume = cfg.get("resume")
     if resume not in (None, "auto"):
@@ -75,7 +79,7 @@ def check_task_fits(model: ModelSettings, dataset: DatasetSettings, peft: Any) -
     if refused:
         where = f"dataset={dataset.name} on model={model.name}"
         raise ConfigError(f"peft={peft.method} with {where}: not supported ({refused[1]})")
-    if dataset.chat_template and shape != "causal":
+    if dataset.chat_template and shape not in CAUSAL_SHAPES:
         raise ConfigError(f"dataset.chat_template=true: for causal models only (model={model.name} is {shape})")
     allowed = metric_names_for(dataset.task, model.architecture)
     for name in dataset.metrics:
@@ -85,6 +89,25 @@ def check_task_fits(model: ModelSettings, dataset: DatasetSettings, peft: Any) -
                 f"({model.architecture}); allowed: {', '.join(allowed)}"
             )
     return shape
+
+
+def check_objective_fits(objective: ObjectiveSettings, dataset: DatasetSettings, peft: Any) -> None:
+    """A preference objective needs preference rows and preference rows one; DPO/IPO need an adapter to disable."""
+    if dataset.task == "preference" and objective.name not in PREFERENCE_OBJECTIVES:
+        raise ConfigError(
+            f"objective={objective.name}: dataset={dataset.name} holds preference pairs (prompt, chosen, rejected); "
+            f"choose objective={', '.join(PREFERENCE_OBJECTIVES)}"
+        )
+    if objective.name in PREFERENCE_OBJECTIVES and dataset.task != "preference":
+        raise ConfigError(
+            f"objective={objective.name}: needs a preference dataset (dataset.task=preference: prompt, chosen and "
+            f"rejected columns, e.g. dataset=detox_pref); dataset={dataset.name} is {dataset.task}"
+        )
+    if objective.name in REFERENCE_OBJECTIVES and peft.capabilities.adapter != "peft":
+        raise ConfigError(
+            f"objective={objective.name} with peft={peft.method}: the reference model is the base with the adapter "
+            "disabled, and this method has no peft adapter to disable; use objective=orpo (no reference model)"
+        )
 
 
 # Strategies that shard or wrap the weights themselves: a 4-bit bitsandbytes base is neither sharded nor wrapped by

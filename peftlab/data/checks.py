@@ -2,7 +2,7 @@
 
 import datasets
 
-from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.config.dataset_schema import TEXT_TASKS, DatasetSettings
 from peftlab.data.formatting import choices_of, required_columns
 from peftlab.data.labels import label_in_set
 from peftlab.data.sources import RawSplit
@@ -26,7 +26,7 @@ def check_split(raw: RawSplit, settings: DatasetSettings) -> None:
             )
     if len(ds) == 0:
         raise DataError(f"{raw.origin}: the split is empty")
-    text_columns = needed if settings.task == "generation" else needed[:-1]
+    text_columns = needed if settings.task in TEXT_TASKS else needed[:-1]
     for column in text_columns:
         if column in (settings.choices_column, settings.label_column) or _all_text(ds, column):
             continue

@@ -36,10 +36,26 @@ class CausalCollator:
         }
 
 
+@dataclass
+class PreferenceCollator(CausalCollator):
+    """CausalCollator's batch of the chosen answers, plus the rejected ones as rejected_*, padded to the same length
+    so one forward pass scores both (the module concatenates them)."""
+
+    def __call__(self, features: list[dict]) -> dict:
+        rejected = [{"input_ids": f["rejected_input_ids"], "labels": f["rejected_labels"], "prompt_length": 1}
+                    for f in features]  # fmt: skip
+        both = super().__call__([*features, *rejected])  # padded together: one width
+        n = len(features)
+        batch = {k: v[:n] for k, v in both.items()}
+        batch.update({f"rejected_{k}": both[k][n:] for k in ("input_ids", "attention_mask", "labels")})
+        return batch
+
+
 # Task shape -> collator factory (called with the tokenizer).
 COLLATORS = {
     "classify": DataCollatorWithPadding,
     "choose": DataCollatorForMultipleChoice,
     "seq2seq": partial(DataCollatorForSeq2Seq, label_pad_token_id=IGNORE_INDEX),
     "causal": CausalCollator,
+    "prefer": PreferenceCollator,
 }

@@ -32,6 +32,7 @@ def end_token_id(tokenizer) -> int:
 FINGERPRINT_KEYS = (
     "task", "text_column", "text_pair_column", "context_column", "choices_column", "choice_text_key",
     "label_column", "labels", "prompt_template", "target_column", "max_length", "max_target_length", "chat_template",
+    "rejected_column",
 )  # fmt: skip
 
 
@@ -122,10 +123,14 @@ class CausalRows(Encoder):
     """
 
     def __call__(self, batch: dict) -> dict:
+        s = self.settings
+        return self.encode([(prompt_text(r, s), t) for r in _rows(batch) for t in target_texts(r, s)])
+
+    def encode(self, pairs: list[tuple[str, str]]) -> dict:
+        """(prompt, answer) pairs -> ids, labels (the answer's tokens and EOS), prompt lengths."""
         s, tokenizer = self.settings, self.tokenizer
         end = end_token_id(tokenizer)
         start = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) else []  # Llama-style BOS
-        pairs = [(prompt_text(r, s), t) for r in _rows(batch) for t in target_texts(r, s)]  # one example per target
         if s.chat_template:  # the answer starts the assistant's turn, right after the template's own text
             pairs = [(chat_prompt(tokenizer, p), t) for p, t in pairs]
         prompts = [p for p, _ in pairs]
@@ -144,6 +149,20 @@ class CausalRows(Encoder):
         return out
 
 
+@dataclass
+class PreferenceRows(CausalRows):
+    """One prompt with its chosen (target_column) and rejected (rejected_column) answers, each encoded as CausalRows
+    encodes an answer: the chosen under the usual keys (validation generates from its prompt and scores against it),
+    the rejected under rejected_*. A list of chosen answers gives one pair per item, each with the rejected one."""
+
+    def __call__(self, batch: dict) -> dict:
+        s = self.settings
+        rows = [(prompt_text(r, s), t, str(r[s.rejected_column])) for r in _rows(batch) for t in target_texts(r, s)]
+        chosen = self.encode([(p, t) for p, t, _ in rows])
+        rejected = self.encode([(p, r) for p, _, r in rows])
+        return {**chosen, **{f"rejected_{k}": rejected[k] for k in ("input_ids", "attention_mask", "labels")}}
+
+
 def chat_prompt(tokenizer, prompt: str) -> str:
     """`prompt` as the user's turn in the tokenizer's chat template, opened for the assistant's answer."""
     if not getattr(tokenizer, "chat_template", None):
@@ -152,4 +171,10 @@ def chat_prompt(tokenizer, prompt: str) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-ENCODERS = {"classify": ClassifyRows, "choose": ChoiceRows, "seq2seq": Seq2SeqRows, "causal": CausalRows}
+ENCODERS = {
+    "classify": ClassifyRows,
+    "choose": ChoiceRows,
+    "seq2seq": Seq2SeqRows,
+    "causal": CausalRows,
+    "prefer": PreferenceRows,
+}

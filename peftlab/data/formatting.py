@@ -20,8 +20,9 @@ def template_fields(template: str) -> list[str]:
 
 def required_columns(settings: DatasetSettings) -> list[str]:
     """Columns a split must have for settings.task; the last one is the label/target column."""
-    if settings.task == "generation":
-        wanted = [*template_fields(settings.prompt_template), settings.target_column]
+    if settings.task in ("generation", "preference"):
+        rejected = [settings.rejected_column] if settings.task == "preference" else []
+        wanted = [*template_fields(settings.prompt_template), *rejected, settings.target_column]
         columns = [c for c in wanted if c not in DERIVED_FIELDS]
         if len(columns) < len(wanted):  # derived from the choices and the answer
             columns += [settings.choices_column, settings.label_column]

@@ -17,6 +17,7 @@ PIPELINE_TAGS = {
     "choose": "multiple-choice",
     "seq2seq": "text2text-generation",
     "causal": "text-generation",
+    "prefer": "text-generation",
 }
 
 # What the folder holds -> the library that loads it (front matter) and how to load it (the snippet's template).

@@ -38,6 +38,7 @@ PROBE_TEXTS = [
 PROBE_FORMS: dict[str, Callable[[dict], dict]] = {
     "classify": lambda batch: batch,
     "causal": lambda batch: batch,
+    "prefer": lambda batch: batch,
     "seq2seq": lambda batch: {**batch, "decoder_input_ids": batch["input_ids"]},  # (B, T): any ids will do
     "choose": lambda batch: {k: v.unsqueeze(1).repeat(1, 2, 1) for k, v in batch.items()},  # (B, 2 choices, T)
 }

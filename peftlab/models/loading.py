@@ -17,6 +17,7 @@ AUTO_CLASSES = {
     "choose": "AutoModelForMultipleChoice",
     "seq2seq": "AutoModelForSeq2SeqLM",
     "causal": "AutoModelForCausalLM",
+    "prefer": "AutoModelForCausalLM",
 }
 
 

@@ -26,6 +26,7 @@ TASK_PEFT_TYPES = {
     "choose": None,
     "seq2seq": peft.TaskType.SEQ_2_SEQ_LM,
     "causal": peft.TaskType.CAUSAL_LM,
+    "prefer": peft.TaskType.CAUSAL_LM,
 }
 LORAPLUS_RATIO = "peftlab_loraplus_lr_ratio"  # set on a model trained with LoRA+: the optimizer hook reads it
 PLANNED_TOTAL_STEP = "peftlab_planned_total_step"  # AdaLoRA whose total_step waits for the Trainer's plan

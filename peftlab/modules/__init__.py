@@ -8,13 +8,20 @@ from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.modules.base import PeftModule, Schedule
 from peftlab.modules.classification import ClassificationModule
 from peftlab.modules.generation import GenerationModule
+from peftlab.modules.preference import PreferenceModule
 
 
-def _classification(shape: str, d: DatasetSettings, model, tokenizer, optimizer, schedule: Schedule):
+def _classification(shape: str, d: DatasetSettings, model, tokenizer, optimizer, schedule: Schedule, objective):
     return ClassificationModule(model, optimizer, schedule, len(d.labels), d.metrics)
 
 
-def _generation(shape: str, d: DatasetSettings, model, tokenizer, optimizer, schedule: Schedule):
+def _preference(shape: str, d: DatasetSettings, model, tokenizer, optimizer, schedule: Schedule, objective):
+    return PreferenceModule(
+        model, optimizer, schedule, d.metrics, tokenizer, d.generation, objective, d.max_eval_generate_rows
+    )
+
+
+def _generation(shape: str, d: DatasetSettings, model, tokenizer, optimizer, schedule: Schedule, objective):
     return GenerationModule(
         model,
         optimizer,
@@ -33,6 +40,7 @@ MODULES: dict[str, Callable] = {
     "choose": _classification,
     "seq2seq": _generation,
     "causal": _generation,
+    "prefer": _preference,
 }
 
 
@@ -43,9 +51,11 @@ def build_module(
     tokenizer,
     optimizer: Callable | None = None,
     schedule: Schedule | None = None,
+    objective=None,
 ) -> PeftModule:
-    """The module of a task shape (config/tasks.py) for the dataset's labels, metrics and generation settings."""
-    return MODULES[shape](shape, dataset, model, tokenizer, optimizer, schedule or Schedule())
+    """The module of a task shape (config/tasks.py) for the dataset's labels, metrics and generation settings;
+    objective: ObjectiveSettings (conf/objective), read by the preference shape."""
+    return MODULES[shape](shape, dataset, model, tokenizer, optimizer, schedule or Schedule(), objective)
 
 
 __all__ = ["MODULES", "ClassificationModule", "GenerationModule", "PeftModule", "Schedule", "build_module"]

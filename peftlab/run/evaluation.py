@@ -91,7 +91,7 @@ def score_each(
         model = apply_method(base, settings.peft, head, settings.shape)
     else:
         model = load_trained(base, settings.peft, adapter_folder)
-    module = build_module(settings.shape, settings.dataset, model, job.tokenizer)
+    module = build_module(settings.shape, settings.dataset, model, job.tokenizer, objective=settings.objective)
     loop, rows = SPLITS[split]
     scored = []
     for checkpoint in checkpoints:

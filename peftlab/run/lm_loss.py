@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from peftlab.config import validate
+from peftlab.config.tasks import CAUSAL_SHAPES
 from peftlab.data.encoders import IGNORE_INDEX
 from peftlab.errors import ConfigError
 from peftlab.models.loading import load_base_model, load_tokenizer
@@ -23,7 +24,7 @@ def base_and_adapted_loss(cfg: DictConfig, texts: list[str], adapter: Path, max_
     (what save_trained wrote) put on it: one model load for both. Rows are cut at max_length tokens and padded on
     the right, 8 at a time."""
     settings = validate(cfg, check_files=False)
-    if settings.shape != "causal":
+    if settings.shape not in CAUSAL_SHAPES:
         raise ConfigError(f"model={settings.model.name}: forgetting is measured on causal language models only")
     tokenizer = load_tokenizer(settings.model)
     tokenizer.padding_side = "right"  # positions from 0 in every row, as in training

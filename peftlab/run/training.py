@@ -66,7 +66,9 @@ def fit(settings: RunSettings) -> RunResult:
         use_fast_dropout(model)
     optimizer = instantiate(settings.optim.optimizer)  # partial: the module passes its trainable parameters
     schedule = Schedule(settings.optim.warmup_ratio, settings.optim.schedule_steps)
-    module = build_module(settings.shape, settings.dataset, model, job.tokenizer, optimizer, schedule)
+    module = build_module(
+        settings.shape, settings.dataset, model, job.tokenizer, optimizer, schedule, settings.objective
+    )
     facts = {"params": params_report(model), "base_memory": base_memory}
     outputs = RunOutputs(run, settings, job.tokenizer, job.head, facts, resumed=bool(tracker_runs))
     trainer.callbacks.append(outputs)  # after RunStats: metrics.json reads what it measured
