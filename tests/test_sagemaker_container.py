@@ -110,7 +110,10 @@ def test_outputs_land_where_sagemaker_expects_and_a_killed_job_resumes(tmp_path)
     assert f"resume=auto: continuing from {last}" in log
     report = json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert report["global_step"] == 60
-    assert report["train_samples"] == (60 - resumed_from) * 8  # only the remaining steps ran
+    # The run's record spans the kill: samples are counted once from step 0 (the checkpoint carries the count up to
+    # its step), and the validations before the kill come back with it, each once.
+    assert report["train_samples"] == 60 * 8
+    assert [h["step"] for h in report["history"]] == [15, 30, 45, 60]
     # Priced as the instance the job's environment names: cost.json, from its metrics.json, by the container.
     assert "cost" not in report
     cost = json.loads((tmp_path / "model" / "cost.json").read_text())
