@@ -41,7 +41,7 @@ SELECTED_BY_OPTIONS = ("sagemaker", "cost")
 def test_every_option_composes_and_validates(group, option, tmp_path):
     # Generation datasets need a generative model: check them on T5's offline twin.
     extra = ["model=t5_tiny"] if group == "dataset" and option in GENERATION_DATASETS else []
-    extra += PREFERENCE_COMPANIONS.get((group, option), [])
+    extra += DECODER_COMPANIONS.get((group, option), [])
     plus = "+" if group in SELECTED_BY_OPTIONS else ""
     cfg = compose_config([f"{plus}{group}={option}", *extra], output_dir=tmp_path)
     schema = SCHEMAS.get(f"peft/{option}" if group == "peft" else group)
@@ -55,8 +55,9 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
 
 
 GENERATION_DATASETS = ("sql", "instruct", "detox", "race_distractors")
-# A preference dataset and a preference objective need each other, and a decoder
-PREFERENCE_COMPANIONS = {
+# A preference dataset and a preference objective need each other, and a decoder; conversations need a decoder
+DECODER_COMPANIONS = {
+    ("dataset", "chat"): ["model=smollm2_tiny"],
     ("dataset", "detox_pref"): ["model=gpt2_tiny", "objective=dpo"],
     **{("objective", name): ["model=gpt2_tiny", "dataset=detox_pref"] for name in ("dpo", "ipo", "orpo")},
 }

@@ -15,7 +15,8 @@ import transformers
 from conftest import compose_config, run_cli, shared_split_dir
 
 from peftlab.config import validate
-from peftlab.data.encoders import ENCODERS, IGNORE_INDEX
+from peftlab.data.by_shape import ENCODERS
+from peftlab.data.encoders import IGNORE_INDEX
 from peftlab.errors import ConfigError
 from peftlab.models.loading import load_base_model, load_tokenizer, model_source
 from peftlab.offline.gguf import GGUF_MARKER, materialise_gguf

@@ -13,8 +13,8 @@ import torch
 from conftest import compose_config
 
 from peftlab.config import validate
-from peftlab.data.collators import COLLATORS
-from peftlab.data.encoders import ENCODERS, IGNORE_INDEX
+from peftlab.data.by_shape import COLLATORS, ENCODERS
+from peftlab.data.encoders import IGNORE_INDEX
 from peftlab.data.formatting import prompt_text
 from peftlab.models.loading import load_base_model, load_tokenizer
 from peftlab.modules.generation import generate_answers

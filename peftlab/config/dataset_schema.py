@@ -8,6 +8,8 @@ from peftlab.config.checks import check, check_choice, check_positive
 from peftlab.config.tasks import CLASS_METRICS, TASKS, TEXT_METRICS
 
 TEXT_TASKS = ("generation", "preference")  # rows of a prompt and answer text, no labels
+UNLABELLED_TASKS = (*TEXT_TASKS, "chat")
+ASSISTANT_TURNS = ("all", "last")
 
 
 @dataclass
@@ -40,6 +42,10 @@ class DatasetSettings:
     # Causal models: wrap each prompt in the model's chat template as one user turn, the target being the assistant's
     # answer (SmolLM2-Instruct's ChatML); the template's tokens are prompt, masked from the loss like the rest of it.
     chat_template: bool = False
+    # chat: the column of conversations (OpenAI `messages` [{role, content}] or ShareGPT `conversations`
+    # [{from, value}]), rendered with the model's chat template; loss on every assistant answer or the last one.
+    messages_column: str = "messages"
+    assistant_turns: str = "all"
     # Decoding settings for validation and serving, passed to model.generate (e.g. num_beams, max_new_tokens).
     generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 32, "num_beams": 1})
     train_split: str = "train"
@@ -72,7 +78,8 @@ class DatasetSettings:
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
         check(self.group_batches >= 1, "group_batches", self.group_batches, "batches per length-sorted group, >= 1")
-        if self.task not in TEXT_TASKS:
+        check_choice("assistant_turns", self.assistant_turns, ASSISTANT_TURNS)
+        if self.task not in UNLABELLED_TASKS:
             check(len(self.labels) >= 2, "labels", self.labels, "a list of at least 2 label names")
             check(len(set(self.labels)) == len(self.labels), "labels", self.labels, "label names must be unique")
         if self.task == "multiple_choice":

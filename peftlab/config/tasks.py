@@ -6,12 +6,12 @@ LightningModule. Multiple choice on a generative model becomes text-to-text (the
 
 from peftlab.errors import ConfigError
 
-TASKS = ("classification", "multiple_choice", "generation", "preference")
+TASKS = ("classification", "multiple_choice", "generation", "preference", "chat")
 ARCHITECTURES = ("encoder", "seq2seq", "causal")
 
 # classify: sequence-classification head; choose: multiple-choice head (one score per choice);
 # seq2seq / causal: language-model head, targets generated (encoder-decoder / decoder-only with prompt masking);
-# prefer: a decoder scored on a chosen and a rejected answer to one prompt.
+# prefer: a decoder scored on a chosen and a rejected answer to one prompt; chat: a decoder on whole conversations.
 SHAPES: dict[tuple[str, str], str] = {
     ("classification", "encoder"): "classify",
     ("classification", "seq2seq"): "classify",
@@ -23,12 +23,14 @@ SHAPES: dict[tuple[str, str], str] = {
     ("generation", "causal"): "causal",
     # (prompt, chosen, rejected) rows: a preference objective (conf/objective: dpo, ipo, orpo) on a decoder
     ("preference", "causal"): "prefer",
+    # conversations (OpenAI messages, ShareGPT turns) in the model's chat template, loss on assistant turns
+    ("chat", "causal"): "chat",
 }
-SHAPE_NAMES = ("classify", "choose", "seq2seq", "causal", "prefer")
-GENERATIVE_SHAPES = ("seq2seq", "causal", "prefer")
+SHAPE_NAMES = ("classify", "choose", "seq2seq", "causal", "prefer", "chat")
+GENERATIVE_SHAPES = ("seq2seq", "causal", "prefer", "chat")
 # Shapes whose model is a decoder-only LM with its LM head: loaded, wrapped by peft, exported and served alike (a
-# preference-tuned adapter generates as any causal one does).
-CAUSAL_SHAPES = ("causal", "prefer")
+# preference-tuned or chat-tuned adapter generates as any causal one does).
+CAUSAL_SHAPES = ("causal", "prefer", "chat")
 LABELLED_SHAPES = ("classify", "choose")  # a fresh head sized to the dataset's labels
 # Which methods cannot train a shape, and why, is each method's record (conf/peft/*.yaml `capabilities`).
 

@@ -1,10 +1,8 @@
-"""Batch collation per task shape: transformers' collators, plus one for decoder-only generation."""
+"""Collators of our own: decoder-only generation rows and preference pairs (data/by_shape.py has the rest)."""
 
 from dataclasses import dataclass
-from functools import partial
 
 import torch
-from transformers import DataCollatorForMultipleChoice, DataCollatorForSeq2Seq, DataCollatorWithPadding
 
 from peftlab.data.encoders import IGNORE_INDEX
 
@@ -49,13 +47,3 @@ class PreferenceCollator(CausalCollator):
         batch = {k: v[:n] for k, v in both.items()}
         batch.update({f"rejected_{k}": both[k][n:] for k in ("input_ids", "attention_mask", "labels")})
         return batch
-
-
-# Task shape -> collator factory (called with the tokenizer).
-COLLATORS = {
-    "classify": DataCollatorWithPadding,
-    "choose": DataCollatorForMultipleChoice,
-    "seq2seq": partial(DataCollatorForSeq2Seq, label_pad_token_id=IGNORE_INDEX),
-    "causal": CausalCollator,
-    "prefer": PreferenceCollator,
-}

@@ -12,9 +12,8 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.data.by_shape import COLLATORS, ENCODERS
 from peftlab.data.checks import check_split
-from peftlab.data.collators import COLLATORS
-from peftlab.data.encoders import ENCODERS
 from peftlab.data.heldout import held_out_source, load_test, without_holdout
 from peftlab.data.resumable import EpochSeeded, ShardedEpochSeeded, epoch_seeded_random
 from peftlab.data.sampling import ShuffledBucketSampler

@@ -32,7 +32,7 @@ def end_token_id(tokenizer) -> int:
 FINGERPRINT_KEYS = (
     "task", "text_column", "text_pair_column", "context_column", "choices_column", "choice_text_key",
     "label_column", "labels", "prompt_template", "target_column", "max_length", "max_target_length", "chat_template",
-    "rejected_column",
+    "rejected_column", "messages_column", "assistant_turns",
 )  # fmt: skip
 
 
@@ -169,12 +169,3 @@ def chat_prompt(tokenizer, prompt: str) -> str:
         raise ConfigError(f"dataset.chat_template=true: {type(tokenizer).__name__} of this model has no chat template")
     messages = [{"role": "user", "content": prompt}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-ENCODERS = {
-    "classify": ClassifyRows,
-    "choose": ChoiceRows,
-    "seq2seq": Seq2SeqRows,
-    "causal": CausalRows,
-    "prefer": PreferenceRows,
-}

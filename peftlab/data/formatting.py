@@ -20,6 +20,8 @@ def template_fields(template: str) -> list[str]:
 
 def required_columns(settings: DatasetSettings) -> list[str]:
     """Columns a split must have for settings.task; the last one is the label/target column."""
+    if settings.task == "chat":
+        return [settings.messages_column]
     if settings.task in ("generation", "preference"):
         rejected = [settings.rejected_column] if settings.task == "preference" else []
         wanted = [*template_fields(settings.prompt_template), *rejected, settings.target_column]

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from peftlab.config import RunSettings
-from peftlab.config.tasks import LABELLED_SHAPES
+from peftlab.config.tasks import CAUSAL_SHAPES, LABELLED_SHAPES
 from peftlab.models.loading import AUTO_CLASSES
 
 # Task shape -> the hub's pipeline tag.
@@ -16,8 +16,7 @@ PIPELINE_TAGS = {
     "classify": "text-classification",
     "choose": "multiple-choice",
     "seq2seq": "text2text-generation",
-    "causal": "text-generation",
-    "prefer": "text-generation",
+    **dict.fromkeys(CAUSAL_SHAPES, "text-generation"),
 }
 
 # What the folder holds -> the library that loads it (front matter) and how to load it (the snippet's template).

@@ -20,7 +20,7 @@ import transformers
 from peft.utils import ModulesToSaveWrapper
 
 from peftlab.config import RunSettings
-from peftlab.config.tasks import LABELLED_SHAPES
+from peftlab.config.tasks import CAUSAL_SHAPES, LABELLED_SHAPES
 from peftlab.models.loading import AUTO_CLASSES, load_base_model, load_tokenizer
 from peftlab.models.methods import load_kwargs_for, load_trained
 
@@ -37,8 +37,7 @@ PROBE_TEXTS = [
 # Task shape -> the probe batch its head takes (only token ids and mask: every family accepts them).
 PROBE_FORMS: dict[str, Callable[[dict], dict]] = {
     "classify": lambda batch: batch,
-    "causal": lambda batch: batch,
-    "prefer": lambda batch: batch,
+    **dict.fromkeys(CAUSAL_SHAPES, lambda batch: batch),
     "seq2seq": lambda batch: {**batch, "decoder_input_ids": batch["input_ids"]},  # (B, T): any ids will do
     "choose": lambda batch: {k: v.unsqueeze(1).repeat(1, 2, 1) for k, v in batch.items()},  # (B, 2 choices, T)
 }

@@ -8,7 +8,7 @@ import transformers
 
 from peftlab.compat import expose_past_key_values, keep_exact_4bit_layout
 from peftlab.config.schema import ModelSettings
-from peftlab.config.tasks import LABELLED_SHAPES
+from peftlab.config.tasks import CAUSAL_SHAPES, LABELLED_SHAPES
 from peftlab.errors import ConfigError
 
 # Task shape (config/tasks.py) -> transformers auto class that adds the right head.
@@ -16,8 +16,7 @@ AUTO_CLASSES = {
     "classify": "AutoModelForSequenceClassification",
     "choose": "AutoModelForMultipleChoice",
     "seq2seq": "AutoModelForSeq2SeqLM",
-    "causal": "AutoModelForCausalLM",
-    "prefer": "AutoModelForCausalLM",
+    **dict.fromkeys(CAUSAL_SHAPES, "AutoModelForCausalLM"),
 }
 
 

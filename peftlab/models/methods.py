@@ -16,6 +16,7 @@ import torch
 from peftlab.compat import name_loaded_adalora_adapter, use_bitsandbytes
 from peftlab.config.method_schema import FullSettings, HeadOnlySettings, NoMethodSettings, ParallelAdapterSettings
 from peftlab.config.peft_schema import PeftSettings
+from peftlab.config.tasks import CAUSAL_SHAPES
 from peftlab.errors import ConfigError
 from peftlab.models import parallel_adapter
 
@@ -25,8 +26,7 @@ TASK_PEFT_TYPES = {
     "classify": peft.TaskType.SEQ_CLS,
     "choose": None,
     "seq2seq": peft.TaskType.SEQ_2_SEQ_LM,
-    "causal": peft.TaskType.CAUSAL_LM,
-    "prefer": peft.TaskType.CAUSAL_LM,
+    **dict.fromkeys(CAUSAL_SHAPES, peft.TaskType.CAUSAL_LM),
 }
 LORAPLUS_RATIO = "peftlab_loraplus_lr_ratio"  # set on a model trained with LoRA+: the optimizer hook reads it
 PLANNED_TOTAL_STEP = "peftlab_planned_total_step"  # AdaLoRA whose total_step waits for the Trainer's plan

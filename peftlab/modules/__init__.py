@@ -5,6 +5,7 @@ from collections.abc import Callable
 import torch
 
 from peftlab.config.dataset_schema import DatasetSettings
+from peftlab.config.tasks import CAUSAL_SHAPES
 from peftlab.modules.base import PeftModule, Schedule
 from peftlab.modules.classification import ClassificationModule
 from peftlab.modules.generation import GenerationModule
@@ -29,7 +30,7 @@ def _generation(shape: str, d: DatasetSettings, model, tokenizer, optimizer, sch
         d.metrics,
         tokenizer,
         d.generation,
-        causal=shape == "causal",
+        causal=shape in CAUSAL_SHAPES,
         max_generate_rows=d.max_eval_generate_rows,
     )
 
@@ -40,6 +41,7 @@ MODULES: dict[str, Callable] = {
     "choose": _classification,
     "seq2seq": _generation,
     "causal": _generation,
+    "chat": _generation,
     "prefer": _preference,
 }
 

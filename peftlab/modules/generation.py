@@ -72,8 +72,13 @@ class GenerationModule(PeftModule):
             return None
         return batch if keep == rows else {k: v[:keep] if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    def references(self, labels: torch.Tensor) -> list[str]:
-        """Targets decoded like predictions, so a lower-casing tokenizer compares like with like."""
+    def references(self, batch: dict) -> list[str]:
+        """Targets decoded like predictions, so a lower-casing tokenizer compares like with like. Causal rows: only
+        the labels after the prompt generation starts from (a conversation's earlier answers are labelled too)."""
+        labels = batch["labels"]
+        if self.causal:
+            prompt = batch["prompt_attention_mask"].sum(dim=1, keepdim=True)
+            labels = labels.masked_fill(torch.arange(labels.shape[1], device=labels.device) < prompt, IGNORE_INDEX)
         ids = labels.masked_fill(labels == IGNORE_INDEX, self.tokenizer.pad_token_id)
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
@@ -97,7 +102,7 @@ class GenerationModule(PeftModule):
         if batch is None:
             return
         predictions = self.generate_text(batch)
-        references = self.references(batch["labels"])
+        references = self.references(batch)
         metrics.update(predictions, references)
         # Synced over processes by torchmetrics when Lightning computes them at the epoch's end.
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)

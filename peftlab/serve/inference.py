@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from peftlab.config.tasks import LABELLED_SHAPES
+from peftlab.config.tasks import CAUSAL_SHAPES, LABELLED_SHAPES
 from peftlab.errors import ConfigError
 from peftlab.serve.streaming import RowStreamer
 
@@ -125,7 +125,7 @@ def _answer(server: "AdapterServer", model, jobs: list[Job], batch: dict, mix: d
 
 def _generate(server: "AdapterServer", model, jobs: list[Job], batch: dict, mix: dict) -> list[dict]:
     """One generate() for the rows; each row is cut back to its own max_new_tokens (greedy: a prefix is the same)."""
-    causal = jobs[0].served.settings.shape == "causal"
+    causal = jobs[0].served.settings.shape in CAUSAL_SHAPES
     prefix = "prompt_" if causal else ""
     input_ids, attention_mask = batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"]
     kwargs = [job.generate_kwargs() for job in jobs]
@@ -161,7 +161,7 @@ def raw_prompt_features(server: "AdapterServer", served: "ServedAdapter", prompt
 
 
 def _raw_features(tokenizer, shape: str, prompt: str, max_length: int) -> dict:
-    if shape == "causal":
+    if shape in CAUSAL_SHAPES:
         start = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) else []
         ids = [*start, *tokenizer(prompt, add_special_tokens=False)["input_ids"]][-max_length:]
         return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [], "prompt_length": len(ids)}

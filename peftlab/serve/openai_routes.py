@@ -1,9 +1,10 @@
 """OpenAI-compatible routes for generation adapters: /v1/models, /v1/completions, /v1/chat/completions.
 
 `model` names an adapter (or "base"). An adapter's prompt (or the last user message) fills its task's first input
-and is formatted as in training, so the answer is /predict's; "base" continues the prompt as it is (chat: through
-the tokenizer's chat template when it has one). `stream: true` sends the text as the batched generate() makes it,
-as server-sent events in OpenAI's chunk format (serve/streaming.py), ending with `data: [DONE]`.
+and is formatted as in training, so the answer is /predict's; a chat-trained adapter (dataset.task=chat) gets the
+whole conversation, rendered through the model's chat template by its training encoder. "base" continues the prompt
+as it is (chat: through the tokenizer's chat template when it has one). `stream: true` sends the text as the batched
+generate() makes it, as server-sent events in OpenAI's chunk format (serve/streaming.py), ending with `data: [DONE]`.
 """
 
 import time
@@ -14,6 +15,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from peftlab.config.tasks import CAUSAL_SHAPES
+from peftlab.data.conversations import open_for_answer
 from peftlab.errors import PeftlabError
 from peftlab.serve.inference import BASE, Job, raw_prompt_features
 from peftlab.serve.limits import check_max_tokens, check_texts
@@ -21,7 +24,7 @@ from peftlab.serve.registry import AdapterServer, ServedAdapter
 from peftlab.serve.state import Server, ServeState, State
 from peftlab.serve.streaming import sse
 
-GENERATION_SHAPES = ("causal", "seq2seq")
+GENERATION_SHAPES = (*CAUSAL_SHAPES, "seq2seq")
 DEFAULT_MAX_TOKENS = 16  # OpenAI's completions default, when the adapter's own settings name none
 
 router = APIRouter(prefix="/v1")
@@ -85,9 +88,10 @@ def target(state: ServeState, model: str) -> tuple[ServedAdapter, str]:
     return served, model
 
 
-def prepare(state: ServeState, request: Sampling, prompts: list[str], max_tokens: int | None, chat_prompt=None):
-    """The request's Jobs: one per prompt, with its decoding settings and stop strings; limits checked first."""
-    check_texts(prompts, state.options)
+def prepare(state: ServeState, request: Sampling, prompts: list[str | dict], max_tokens: int | None, chat_prompt=None):
+    """The request's Jobs: one per prompt (a text, or a row's fields), with its decoding settings and stop strings;
+    limits checked first."""
+    check_texts([p for p in prompts if isinstance(p, str)], state.options)
     check_max_tokens(max_tokens, state.options)
     served, adapter = target(state, request.model)
     settings = generation_settings(served, request, max_tokens, state.options.max_tokens)
@@ -97,7 +101,7 @@ def prepare(state: ServeState, request: Sampling, prompts: list[str], max_tokens
         if adapter == BASE:
             rows = [raw_prompt_features(server, served, chat_prompt or p) for p in prompts]
         else:
-            rows = [server.features(served, p, None) for p in prompts]
+            rows = [server.features(served, *((None, p) if isinstance(p, dict) else (p, None))) for p in prompts]
     except PeftlabError as err:
         raise HTTPException(400, str(err)) from err
     return [Job(served, adapter, r, settings, stop) for r in rows]
@@ -160,7 +164,20 @@ async def chat_completions(request: ChatRequest, state: State):
     check_texts([m.content for m in request.messages], state.options)
     chat_prompt = _chat_prompt(state.server, request) if request.model == "base" else None
     max_tokens = request.max_completion_tokens or request.max_tokens
-    return await respond(state, request, prepare(state, request, users[-1:], max_tokens, chat_prompt), chat=True)
+    prompts = _conversation(state, request) or users[-1:]
+    return await respond(state, request, prepare(state, request, prompts, max_tokens, chat_prompt), chat=True)
+
+
+def _conversation(state: ServeState, request: ChatRequest) -> list[dict] | None:
+    """A chat-trained adapter (dataset.task=chat) answers the whole conversation, rendered by its encoder as in
+    training; other adapters answer the last user message through their prompt template."""
+    if request.model == "base":
+        return None
+    served, _ = target(state, request.model)
+    if served.settings.shape != "chat":
+        return None
+    messages = open_for_answer([m.model_dump() for m in request.messages])
+    return [{served.settings.dataset.messages_column: messages}]
 
 
 def _chat_prompt(server: AdapterServer, request: ChatRequest) -> str | None:

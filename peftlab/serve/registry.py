@@ -18,9 +18,8 @@ import torch
 import transformers
 
 from peftlab.config import ModelSettings, RunSettings, validate
-from peftlab.config.tasks import LABELLED_SHAPES
-from peftlab.data.collators import COLLATORS
-from peftlab.data.encoders import ENCODERS
+from peftlab.config.tasks import CAUSAL_SHAPES, LABELLED_SHAPES
+from peftlab.data.by_shape import COLLATORS, ENCODERS
 from peftlab.data.formatting import required_columns, row_from_text
 from peftlab.errors import ConfigError
 from peftlab.models.loading import AUTO_CLASSES, load_tokenizer, model_source
@@ -31,7 +30,7 @@ from peftlab.serve.inference import BASE, Job, public, run_jobs
 SIZE_MISMATCH = re.compile(r"size mismatch")
 # Shapes whose model rows are the requests' rows (multiple choice flattens choices into rows, so adapter_names,
 # one per request, would not line up with them).
-MIXABLE_SHAPES = ("classify", "seq2seq", "causal")
+MIXABLE_SHAPES = ("classify", "seq2seq", *CAUSAL_SHAPES)
 
 
 @dataclass
