@@ -30,6 +30,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 import peftlab  # noqa: E402,F401  (resolvers)
 from peftlab.conf import CONF_DIR  # noqa: E402
 from peftlab.config import validate  # noqa: E402
+from peftlab.data.by_shape import COLLATORS, ENCODERS  # noqa: E402
 from peftlab.errors import ConfigError  # noqa: E402
 from peftlab.models.loading import load_base_model, load_tokenizer  # noqa: E402
 from peftlab.models.method_hooks import after_optimizer_step, build_optimizer  # noqa: E402
@@ -40,6 +41,7 @@ from peftlab.models.methods import (  # noqa: E402
     save_trained,
 )
 from peftlab.models.params import count_parameters  # noqa: E402
+from peftlab.modules import build_module  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ["minilm", "gpt2_tiny", "deberta_v3_tiny", "t5_tiny", "bloom_tiny", "smollm2_tiny"]
@@ -114,6 +116,65 @@ def run_cell(family: str, method: str, steps: int, device: str) -> dict:
     }
 
 
+# Preference pairs for the objective column (ParaDetox-like: the neutral rewrite chosen, the toxic source rejected).
+PAIRS = {"en_toxic_comment": ["you are a total idiot", "this crap is stupid and so are you"],
+         "en_neutral_comment": ["you are wrong", "this is not good"]}  # fmt: skip
+PREFERENCE_STEPS = 8
+
+
+def preference_cell(method: str, device: str) -> dict:
+    """DPO where the method has a peft adapter to disable (the reference), else ORPO: PREFERENCE_STEPS full-batch
+    steps on two pairs with the SmolLM2 twin; pass = the reward margin rose and the loss stayed finite."""
+    for objective in ("dpo", "orpo"):
+        try:
+            pair_task = ("dataset=detox_pref", "dataset.data_dir=unused", f"objective={objective}")
+            settings = validate(compose_method("smollm2_tiny", method, *pair_task), check_files=False)
+            break
+        except ConfigError as err:
+            if "adapter disabled" not in str(err):
+                return {"status": "rejected", "reason": str(err).split("not supported (", 1)[-1].removesuffix(")")}
+    tokenizer = load_tokenizer(settings.model)
+    torch.manual_seed(0)  # a decoder's LM head is its tied embedding: no task head, kept out of 4-bit
+    base = load_base_model(settings.model, settings.shape, [], **load_kwargs_for(settings.peft, [])).to(device)
+    model = apply_method(base, settings.peft, [], settings.shape)
+    module = build_module(settings.shape, settings.dataset, model, tokenizer, objective=settings.objective)
+    encoded = ENCODERS[settings.shape](tokenizer, settings.dataset)(PAIRS)
+    rows = [{k: v[i] for k, v in encoded.items()} for i in range(len(PAIRS["en_toxic_comment"]))]
+    batch = {k: v.to(device) for k, v in COLLATORS[settings.shape](tokenizer)(rows).items()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    factory = functools.partial(torch.optim.AdamW, lr=LR.get(method, 1e-2) / (10 if method == "full" else 1))
+    optimizer = build_optimizer(model, factory, [{"params": trainable}], PREFERENCE_STEPS)
+    margins, times = [], []
+    for step in range(PREFERENCE_STEPS):
+        start = time.perf_counter()
+        loss = module.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        after_optimizer_step(model, step)
+        times.append(time.perf_counter() - start)
+        margins.append(module.stats["rewards/margin"].item())
+    rose = loss.item() == loss.item() and max(margins[1:]) > margins[0]
+    warm = times[2:]
+    return {"status": "pass" if rose else "FAIL", "objective": objective, "ms": 1000 * sum(warm) / len(warm),
+            "margin": (margins[0], max(margins[1:]))}  # fmt: skip
+
+
+def preference_rows(methods: list[str], device: str) -> tuple[list[str], bool]:
+    lines = ["| method | objective | reward margin, step 1 → best of the next | ms / step | result |"]
+    lines.append("|---|---|---|---|---|")
+    passed = True
+    for method in methods:
+        r = preference_cell(method, device)
+        if r["status"] == "rejected":
+            lines.append(f"| {method} | refused: {r['reason']} | - | - | - |")
+            continue
+        passed &= r["status"] == "pass"
+        first, best = r["margin"]
+        lines.append(f"| {method} | {r['objective']} | {first:.4f} → {best:.4f} | {r['ms']:.1f} | {r['status']} |")
+    return lines, passed
+
+
 def capability_rows(methods: list[str]) -> list[str]:
     """Each method's record (composed on the default model: the record does not depend on it), reasons below."""
     lines = [
@@ -173,6 +234,7 @@ def main() -> int:
                 cells.append(f"{r['trainable']:,} · {r['ms']:.1f} ms · {r['steps']} steps · {status}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("")
+    objective_lines, objectives_pass = preference_rows(methods, args.device)
     lines += [
         "¹ rejected before loading, with this message (the method's `capabilities.refused_families` or "
         "`refused_shapes`):",
@@ -181,6 +243,15 @@ def main() -> int:
         "",
         f"² reloaded within {NEAR:g} of the trained logits, not bit-identical: AdaLoRA's adapter keeps only the "
         "ranks it did not mask, so the reloaded model sums fewer (zero) terms in another order.",
+        "",
+        "## Preference objectives (DPO, ORPO) per method",
+        "",
+        f"`smollm2_tiny` on two ParaDetox-like pairs (`dataset=detox_pref`), {PREFERENCE_STEPS} full-batch steps: "
+        "DPO where the method leaves a peft adapter to disable (the reference is the base with it disabled), "
+        "ORPO (no reference) where it does not. pass = the reward margin rose and the loss stayed finite; the frozen "
+        "base staying bit-identical is tests/test_preference.py's check.",
+        "",
+        *objective_lines,
         "",
         "## What each method can do besides training",
         "",
@@ -194,7 +265,7 @@ def main() -> int:
     ]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
-    return 0 if all(r["status"] in ("pass", "rejected") for r in results.values()) else 1
+    return 0 if objectives_pass and all(r["status"] in ("pass", "rejected") for r in results.values()) else 1
 
 
 if __name__ == "__main__":

@@ -3,17 +3,20 @@ with the adapter disabled, answer log-probabilities over answer tokens only, the
 line, and a DPO fit on the tiny SmolLM2 twin whose rewards separate."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, option_names
 
 from peftlab.config import validate
 from peftlab.data.collators import PreferenceCollator
 from peftlab.data.encoders import IGNORE_INDEX, PreferenceRows
 from peftlab.errors import ConfigError
 from peftlab.models.loading import load_base_model, load_tokenizer
-from peftlab.models.methods import apply_method
+from peftlab.models.method_hooks import after_optimizer_step, build_optimizer
+from peftlab.models.methods import apply_method, load_kwargs_for
+from peftlab.modules import build_module
 from peftlab.modules.preference import answer_logps, both_answers, preference_loss
 from peftlab.run import fit
 
@@ -179,3 +182,46 @@ def test_dpo_fit_separates_the_rewards_and_leaves_the_base_untouched(tmp_path, w
     for name, value in base.state_dict().items():  # the base: bit-identical after training
         key = next(k for k in trained if k.replace(".base_layer", "") == name)
         assert torch.equal(trained[key], value), name
+
+
+METHODS = [m for m in option_names("peft") if m != "none"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_a_preference_objective_or_refuses_in_one_line(method, tiny, tmp_path):
+    """The methods x objective column (docs/methods.md): DPO where the method has a peft adapter to disable, else
+    ORPO (no reference); a few full-batch steps on two pairs raise the reward margin, and the frozen base stays."""
+    overrides = ["model=smollm2_tiny", "dataset=detox_pref", "dataset.data_dir=unused", f"peft={method}"]
+    try:
+        settings = validate(compose_config([*overrides, "objective=dpo"], output_dir=tmp_path), check_files=False)
+    except ConfigError as err:
+        if "the reference model is the base with the adapter disabled" not in str(err):
+            assert method == "head_only" and "no new head to train" in str(err), err
+            return
+        settings = validate(compose_config([*overrides, "objective=orpo"], output_dir=tmp_path), check_files=False)
+    tokenizer = tiny[1]  # the twin's real SmolLM2 tokenizer, read once
+    head = []  # a decoder's LM head is its tied embedding: frozen, and kept out of 4-bit (as run/setup.py does)
+    torch.manual_seed(0)
+    base = load_base_model(settings.model, settings.shape, [], **load_kwargs_for(settings.peft, head))
+    model = apply_method(base, settings.peft, head, settings.shape)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    module = build_module(settings.shape, settings.dataset, model, tokenizer, objective=settings.objective)
+    batch, _ = _pairs(tokenizer, settings)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(model, partial(torch.optim.AdamW, lr=LEARNING_RATES.get(method, 1e-2)),
+                                [{"params": trainable}], 8)  # fmt: skip
+    margins = []
+    for step in range(8):
+        loss = module.loss(batch)
+        margins.append(module.stats["rewards/margin"].item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        after_optimizer_step(model, step)
+    assert math.isfinite(loss.item()) and max(margins[1:]) > margins[0], margins
+    for name, param in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(param, frozen[name]), name
+
+
+LEARNING_RATES = {"full": 1e-4, "loraplus": 2e-3}  # others 1e-2 (as the methods matrix)
