@@ -177,6 +177,9 @@ def test_dpo_fit_separates_the_rewards_and_leaves_the_base_untouched(tmp_path, w
         assert key in last, key
     module = result.module
     assert module.reference_cache  # every row's reference computed once, then read back
+    pairs = PreferenceRows(module.tokenizer, result.settings.dataset)({k: [r[k] for r in ROWS * 4] for k in ROWS[0]})
+    epoch_tokens = sum(len(c) + len(r) for c, r in zip(pairs["input_ids"], pairs["rejected_input_ids"], strict=True))
+    assert result.report["train_tokens"] == 3 * epoch_tokens  # 12 steps of 4 = 3 epochs; both answers trained on
     base = load_base_model(result.settings.model, result.settings.shape, [])
     trained = module.model.get_base_model().state_dict()
     for name, value in base.state_dict().items():  # the base: bit-identical after training

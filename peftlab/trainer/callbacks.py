@@ -85,6 +85,8 @@ class RunStats(pl.Callback):
         self.train_samples += len(batch["labels"])
         if "attention_mask" in batch:  # summed on the device: no host sync in the training step
             count = batch["attention_mask"].sum()
+            if "rejected_attention_mask" in batch:  # preference pairs: both answers' sequences are trained on
+                count = count + batch["rejected_attention_mask"].sum()
             self._tokens = count if self._tokens is None else self._tokens + count
 
     def on_validation_start(self, trainer, pl_module) -> None:
