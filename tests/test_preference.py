@@ -185,6 +185,13 @@ def test_dpo_fit_separates_the_rewards_and_leaves_the_base_untouched(tmp_path, w
     for name, value in base.state_dict().items():  # the base: bit-identical after training
         key = next(k for k in trained if k.replace(".base_layer", "") == name)
         assert torch.equal(trained[key], value), name
+    # Served like any causal adapter: the toxic sentence in, a rewrite generated from detox's prompt
+    from peftlab.serve.registry import AdapterServer
+
+    server = AdapterServer()
+    server.add_adapter("dpo", tmp_path)
+    answer = server.predict("dpo", "you are a total idiot")
+    assert set(answer) == {"answer"} and isinstance(answer["answer"], str)
 
 
 METHODS = [m for m in option_names("peft") if m != "none"]
