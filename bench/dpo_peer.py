@@ -73,7 +73,7 @@ def score(model, rows, tokenizer, beta: float) -> dict:
     import torch
 
     from peftlab.data.collators import PreferenceCollator
-    from peftlab.modules.preference import answer_logps, both_answers, preference_loss
+    from peftlab.modules.preference import answer_logps, both_answers, preference_loss, split_logps
 
     model.eval()
     collate = PreferenceCollator(tokenizer)
@@ -82,14 +82,9 @@ def score(model, rows, tokenizer, beta: float) -> dict:
         for start in range(0, len(rows), 16):
             batch = collate([rows[i] for i in range(start, min(start + 16, len(rows)))])
             both = both_answers(batch)
-            n = len(batch["labels"])
-
-            def split(sums, counts, n=n):
-                return {"chosen": sums[:n], "rejected": sums[n:], "chosen_n": counts[:n], "rejected_n": counts[n:]}
-
-            policy = split(*answer_logps(model, both))
+            policy = split_logps(*answer_logps(model, both))
             with model.disable_adapter():
-                reference = split(*answer_logps(model, both))
+                reference = split_logps(*answer_logps(model, both))
             out = preference_loss("dpo", beta, 0.0, policy, reference)
             losses += out["loss"].tolist()
             accuracy += (out["chosen_reward"] > out["rejected_reward"]).float().tolist()

@@ -46,6 +46,12 @@ def both_answers(batch: dict) -> dict:
     return {k: torch.cat([batch[k], batch[f"rejected_{k}"]]) for k in ANSWERS}
 
 
+def split_logps(sums: torch.Tensor, counts: torch.Tensor) -> dict:
+    """both_answers' per-row sums and counts -> the chosen and rejected halves preference_loss reads."""
+    n = len(sums) // 2
+    return {"chosen": sums[:n], "rejected": sums[n:], "chosen_n": counts[:n], "rejected_n": counts[n:]}
+
+
 def preference_loss(name: str, beta: float, label_smoothing: float, policy: dict, reference: dict | None) -> dict:
     """Per pair: the loss and the implicit rewards, from log-probability sums (`chosen`, `rejected`) and token
     counts (`chosen_n`, `rejected_n`) of the policy and, for dpo/ipo, the reference.
@@ -95,10 +101,6 @@ class PreferenceModule(GenerationModule):
         """Pairs: the objective is a mean over pairs."""
         return len(batch["labels"])
 
-    def split_logps(self, sums: torch.Tensor, counts: torch.Tensor) -> dict:
-        n = len(sums) // 2
-        return {"chosen": sums[:n], "rejected": sums[n:], "chosen_n": counts[:n], "rejected_n": counts[n:]}
-
     @torch.no_grad()
     def reference_logps(self, batch: dict) -> dict:
         """The base's log-probabilities (adapter disabled, eval mode), from the cache where the row was seen."""
@@ -123,11 +125,11 @@ class PreferenceModule(GenerationModule):
         device = batch["input_ids"].device
         sums = torch.tensor([v[0] for v in values], device=device)
         counts = torch.tensor([v[1] for v in values], device=device)
-        return self.split_logps(sums, counts)
+        return split_logps(sums, counts)
 
     def loss(self, batch: dict) -> torch.Tensor:
         o = self.objective
-        policy = self.split_logps(*answer_logps(self.model, both_answers(batch)))
+        policy = split_logps(*answer_logps(self.model, both_answers(batch)))
         reference = None if o.name == "orpo" else self.reference_logps(batch)
         out = preference_loss(o.name, o.beta, o.label_smoothing, policy, reference)
         chosen, rejected = out["chosen_reward"].detach(), out["rejected_reward"].detach()
