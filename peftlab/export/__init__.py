@@ -1,4 +1,6 @@
-"""Export a training run: its adapter merged into a plain transformers model, or the adapter alone, with a card.
+"""Export a training run: its adapter merged into a plain transformers model, or the adapter alone, with a card;
+or, for llama.cpp and Ollama, the merged model as one GGUF file (format=gguf) or the LoRA adapter as a GGUF LoRA
+(format=gguf_lora).
 
 `export_run(run, out, merge=True)` is what `python -m peftlab.export run=... merge=true out=...` calls. The folder
 is written next to `out` first and renamed into place, so a failed export leaves no half-written model behind.
@@ -13,6 +15,8 @@ from pathlib import Path
 from peftlab.config import validate
 from peftlab.errors import ConfigError
 from peftlab.export.card import model_card
+from peftlab.export.gguf_card import gguf_card, gguf_text, ollama_modelfile
+from peftlab.export.gguf_export import GGUF_FORMATS, GGUFExport, check_gguf_request, export_gguf
 from peftlab.export.merge import DTYPES, MERGERS, MergedModel
 from peftlab.models.params import folder_bytes
 from peftlab.rundir import RunDir
@@ -25,6 +29,7 @@ NOT_MERGEABLE_MESSAGE = (
 )
 # What a run's adapter/ holds (the method's capabilities.adapter) -> how the card says to load it (LOAD_SNIPPETS).
 ADAPTER_KINDS = {"peft": "peft", "parallel": "parallel", "model": "merged"}
+FORMATS = ("hf", *GGUF_FORMATS)
 PEFT_README = "README.md"  # peft's template card in adapter/: replaced by ours
 
 
@@ -39,9 +44,12 @@ class ExportResult:
     max_logit_diff: float | None = None  # merged vs base + adapter, on the probe sentences (merge.PROBE_TEXTS)
     trained_as_logit_diff: float | None = None  # QLoRA: merged vs the 4-bit model as trained
     message: str | None = None  # why a merge=true request exported the adapter alone
+    gguf: GGUFExport | None = None  # format=gguf / gguf_lora: the file and its read-back check
 
 
-def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str = "float32") -> ExportResult:
+def export_run(
+    run: str | Path, out: str | Path, merge: bool = True, dtype: str = "float32", format: str = "hf"
+) -> ExportResult:
     """Write the run's model to `out` (a new folder): merged (plain transformers) or the adapter alone.
 
     One function on purpose: the temporary folder's whole life (made, filled, renamed to `out` or removed on any
@@ -50,14 +58,18 @@ def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str 
     adapter, run_dir = RunDir.of_adapter(run)
     if run_dir is None:
         raise ConfigError(f"run={run}: no config.yaml beside {adapter}; export needs the training run's folder")
-    if dtype not in DTYPES:
+    if format not in FORMATS:
+        raise ConfigError(f"format={format}: allowed are {', '.join(FORMATS)}")
+    if format == "hf" and dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype}: allowed are {', '.join(DTYPES)}")
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"out={out}: exists and is not an empty folder; choose a new one")
     settings = validate(run_dir.read_config(), check_files=False)
     method, capabilities = settings.peft.method, settings.peft.capabilities  # the method's record (conf/peft/)
-    message = None
+    message, gguf = None, None
+    if format != "hf":
+        dtype = check_gguf_request(settings, format, dtype, capabilities.mergeable)
     if merge and not capabilities.mergeable:
         why = capabilities.not_mergeable or f"its adapter/ holds {capabilities.adapter}"
         message = NOT_MERGEABLE_MESSAGE.format(method=method, why=why)
@@ -68,8 +80,11 @@ def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        merged = MERGERS[capabilities.adapter](settings, adapter, dtype) if merge else None
-        if merged is not None:
+        merged = MERGERS[capabilities.adapter](settings, adapter, dtype) if merge and format == "hf" else None
+        if format != "hf":
+            gguf = export_gguf(settings, adapter, tmp, format, dtype)
+            kind, what, notes = format, gguf_text(method, run, format), gguf.card_notes()
+        elif merged is not None:
             merged.model.save_pretrained(tmp)  # safetensors
             merged.tokenizer.save_pretrained(tmp)
             kind, what, notes = "merged", _merged_text(method, run), _merged_notes(merged)
@@ -78,7 +93,12 @@ def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str 
             kind, what, notes = ADAPTER_KINDS[capabilities.adapter], _adapter_text(settings.peft, run), []
             notes += [message] if message else []
         metrics = run_dir.read_metrics() if run_dir.metrics.is_file() else None
-        card = model_card(settings, metrics, kind, str(out), what, notes)
+        if gguf:
+            card = gguf_card(settings, metrics, format, gguf.file.name, what, notes)
+            (tmp / "Modelfile").write_text(ollama_modelfile(settings, gguf.file.name, format))
+            gguf.file = out / gguf.file.name
+        else:
+            card = model_card(settings, metrics, kind, str(out), what, notes)
         (tmp / "README.md").write_text(card)
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -89,13 +109,14 @@ def export_run(run: str | Path, out: str | Path, merge: bool = True, dtype: str 
     return ExportResult(
         out=out,
         method=method,
-        merged=merged is not None,
+        merged=merged is not None or format == "gguf",
         adapter_bytes=folder_bytes(adapter),
         out_bytes=folder_bytes(out),
-        dtype=merged.dtype if merged else None,
+        dtype=merged.dtype if merged else (gguf.dtype if gguf else None),
         max_logit_diff=merged.max_logit_diff if merged else None,
         trained_as_logit_diff=merged.trained_as_logit_diff if merged else None,
         message=message,
+        gguf=gguf,
     )
 
 

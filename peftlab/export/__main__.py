@@ -1,4 +1,5 @@
-"""`python -m peftlab.export run=<run dir> merge=true|false out=<folder> [dtype=float32]` (keys: conf/export.yaml)."""
+"""`python -m peftlab.export run=<run dir> out=<folder> [merge=true|false] [format=hf|gguf|gguf_lora] [dtype=...]`
+(keys: conf/export.yaml)."""
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -8,7 +9,10 @@ from peftlab.conf import CONFIG_PATH
 from peftlab.errors import ConfigError
 from peftlab.export import ExportResult, export_run
 
-USAGE = "python -m peftlab.export run=<run folder> out=<new folder> [merge=true|false] [dtype=float32|bfloat16|float16]"
+USAGE = (
+    "python -m peftlab.export run=<run folder> out=<new folder> [merge=true|false] [format=hf|gguf|gguf_lora] "
+    "[dtype=...]"
+)
 
 
 def arguments(cfg: DictConfig) -> dict:
@@ -18,7 +22,13 @@ def arguments(cfg: DictConfig) -> dict:
             raise ConfigError(f"{key}= is required ({USAGE})")
     if not isinstance(cfg.merge, bool):
         raise ConfigError(f"merge={cfg.merge}: true or false")
-    return {"run": str(cfg.run), "out": str(cfg.out), "merge": cfg.merge, "dtype": str(cfg.dtype)}
+    return {
+        "run": str(cfg.run),
+        "out": str(cfg.out),
+        "merge": cfg.merge,
+        "dtype": str(cfg.dtype),
+        "format": str(cfg.format),
+    }
 
 
 def export(cfg: DictConfig) -> ExportResult:
@@ -30,6 +40,8 @@ def export(cfg: DictConfig) -> ExportResult:
 def summary(result: ExportResult) -> str:
     mib = 2**20
     what = f"merged {result.method} model ({result.dtype})" if result.merged else f"{result.method} adapter"
+    if result.gguf:
+        what = f"{what} as GGUF: {result.gguf.file.name}"
     lines = [
         f"exported the {what} to {result.out}",
         f"size on disk: {result.out_bytes / mib:.2f} MiB (the run's adapter/: {result.adapter_bytes / mib:.2f} MiB)",
@@ -38,6 +50,8 @@ def summary(result: ExportResult) -> str:
         lines.append(f"max |logit diff| merged vs base + adapter (probe sentences): {result.max_logit_diff:.3g}")
     if result.trained_as_logit_diff is not None:
         lines.append(f"max |logit diff| merged vs the 4-bit model as trained: {result.trained_as_logit_diff:.3g}")
+    if result.gguf:
+        lines += result.gguf.card_notes()
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ PIPELINE_TAGS = {
 }
 
 # What the folder holds -> the library that loads it (front matter) and how to load it (the snippet's template).
-LIBRARIES = {"merged": "transformers", "peft": "peft", "parallel": "peftlab"}
+LIBRARIES = {"merged": "transformers", "peft": "peft", "parallel": "peftlab", "gguf": "gguf", "gguf_lora": "gguf"}
 LOAD_SNIPPETS = {
     "merged": """from transformers import {auto}, AutoTokenizer
 

@@ -8,6 +8,7 @@ De-quantised 4-bit weights only approximate the original release's bf16 ones.
 """
 
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -66,6 +67,12 @@ def convert_gguf(path: Path, out: Path) -> None:
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+def converted_from(folder: str) -> Path | None:
+    """The GGUF file a model folder was converted from (its marker says), else None (a hub checkout, a twin, ...)."""
+    marker = Path(folder).expanduser() / GGUF_MARKER
+    return Path(json.loads(marker.read_text())["gguf"]) if marker.is_file() else None
 
 
 def write_conversion(model) -> Path:
