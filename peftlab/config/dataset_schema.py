@@ -71,6 +71,10 @@ class DatasetSettings:
     # (bench/README.md). Off only where rows are all about as long (demo).
     group_by_length: bool = True
     group_batches: int = 50
+    # Causal tasks: training rows packed into bins of packing_length tokens (null: max_length), best-fit decreasing,
+    # attention kept inside each row (data/packing.py); batch_size then counts bins. Validation is never packed.
+    packing: bool = False
+    packing_length: int | None = None
     num_workers: int = 0
     metric: str = "accuracy"
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
@@ -91,6 +95,9 @@ class DatasetSettings:
             check(bool(self.rejected_column), "rejected_column", self.rejected_column, "the rejected answer's column")
         for key in ("max_length", "max_target_length", "batch_size", "eval_batch_size"):
             check_positive(key, getattr(self, key))
+        if self.packing_length is not None:
+            allowed = f"tokens per bin, >= max_length ({self.max_length}), or null (= max_length)"
+            check(self.packing_length >= self.max_length, "packing_length", self.packing_length, allowed)
         holdout = self.test_holdout
         fraction_or_rows = 0 < holdout < 1 or (holdout >= 1 and float(holdout).is_integer())
         check(fraction_or_rows, "test_holdout", holdout, "a fraction in (0, 1) or a whole number of rows >= 1")

@@ -31,6 +31,7 @@ GENERATIVE_SHAPES = ("seq2seq", "causal", "prefer", "chat")
 # Shapes whose model is a decoder-only LM with its LM head: loaded, wrapped by peft, exported and served alike (a
 # preference-tuned or chat-tuned adapter generates as any causal one does).
 CAUSAL_SHAPES = ("causal", "prefer", "chat")
+PACKABLE_SHAPES = ("causal", "chat")  # dataset.packing=true: prompt + answer rows (a preference pair is two rows)
 LABELLED_SHAPES = ("classify", "choose")  # a fresh head sized to the dataset's labels
 # Which methods cannot train a shape, and why, is each method's record (conf/peft/*.yaml `capabilities`).
 

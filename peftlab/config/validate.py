@@ -22,7 +22,7 @@ from peftlab.config.schema import (
     RunSettings,
     TrainerSettings,
 )
-from peftlab.config.tasks import CAUSAL_SHAPES, metric_names_for, task_shape
+from peftlab.config.tasks import CAUSAL_SHAPES, PACKABLE_SHAPES, metric_names_for, task_shape
 from peftlab.errors import ConfigError, PeftlabError
 
 GROUPS: dict[str, type] = {
@@ -64,6 +64,7 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
     if check_with_peft and isinstance(typed["peft"], PeftSettings):  # last: the one check that imports peft, torch
         typed["peft"].check_with_peft(typed["model"].model_type)
         check_prompt_learning_sharding(typed["peft"], typed["hardware"])
+        check_prompt_learning_packing(typed["peft"], typed["dataset"])
     return RunSettings(
         **typed, seed=_int("seed", cfg.get("seed")), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape
     )
@@ -79,6 +80,11 @@ def check_task_fits(model: ModelSettings, dataset: DatasetSettings, peft: Any) -
     if refused:
         where = f"dataset={dataset.name} on model={model.name}"
         raise ConfigError(f"peft={peft.method} with {where}: not supported ({refused[1]})")
+    if dataset.packing and shape not in PACKABLE_SHAPES:
+        raise ConfigError(
+            f"dataset.packing=true: packs causal training rows (shapes {', '.join(PACKABLE_SHAPES)}); "
+            f"dataset={dataset.name} on model={model.name} is {shape}"
+        )
     if dataset.chat_template and shape not in CAUSAL_SHAPES:
         raise ConfigError(f"dataset.chat_template=true: for causal models only (model={model.name} is {shape})")
     allowed = metric_names_for(dataset.task, model.architecture)
@@ -147,6 +153,17 @@ def check_prompt_learning_sharding(peft: PeftSettings, hardware: HardwareSetting
         raise ConfigError(
             f"peft={peft.method} with hardware.strategy={hardware.strategy}: not supported (peft saves prompt "
             "embeddings from the live prompt encoder, which FSDP shards); use hardware=ddp"
+        )
+
+
+def check_prompt_learning_packing(peft: PeftSettings, dataset: DatasetSettings) -> None:
+    """Virtual tokens (and prefix key/values) go before each sequence, i.e. before a whole bin, not before each row."""
+    from peft import PromptLearningConfig
+
+    if dataset.packing and issubclass(peft.config_class(), PromptLearningConfig):
+        raise ConfigError(
+            f"dataset.packing=true with peft={peft.method}: not supported (its virtual tokens are put before each "
+            "sequence, so the rows of a bin would share them); use dataset.packing=false"
         )
 
 

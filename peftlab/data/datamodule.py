@@ -15,6 +15,7 @@ from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.data.by_shape import COLLATORS, ENCODERS
 from peftlab.data.checks import check_split
 from peftlab.data.heldout import held_out_source, load_test, without_holdout
+from peftlab.data.packing import PackedCollator, PackedRows
 from peftlab.data.resumable import EpochSeeded, ShardedEpochSeeded, epoch_seeded_random
 from peftlab.data.sampling import ShuffledBucketSampler
 from peftlab.data.sources import RawSplit, load_split
@@ -38,6 +39,9 @@ class TextDataModule(pl.LightningDataModule):
         self.seed = seed
         self.encoder = ENCODERS[shape](tokenizer, settings)
         self.collator = COLLATORS[shape](tokenizer)
+        # What the training loader draws and how it collates: rows, or with dataset.packing bins of rows
+        self.train_collator = PackedCollator(tokenizer) if settings.packing else self.collator
+        self.train_items = None
         self.train_dataset = None
         self.val_dataset = None
         self.test_dataset = None  # built by setup("test") only
@@ -71,6 +75,11 @@ class TextDataModule(pl.LightningDataModule):
         train = load_split(s, s.train_split)  # datasets' cache: HF_DATASETS_CACHE
         check_split(train, s)  # the whole file, so a bad row is named by its line
         self.train_dataset = self._encode("train", without_holdout(train, self.test_source), s.max_train_rows)
+        self.train_items = self.train_dataset
+        if s.packing:
+            self.train_items = PackedRows(self.train_dataset, s.packing_length or s.max_length)
+            log.info("packed %d rows into %d bins (%.1f %% of their tokens are rows)", len(self.train_dataset),
+                     len(self.train_items), 100 * self.train_items.fill())  # fmt: skip
         validation = load_split(s, s.validation_split)
         check_split(validation, s)
         self.val_dataset = self._encode("validation", validation, s.max_eval_rows)
@@ -96,8 +105,8 @@ class TextDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Order from (seed, epoch), position saved in checkpoints (state_dict): a resumed job sees the same batches
-        if not self.settings.group_by_length:
-            sampler = epoch_seeded_random(self.train_dataset, self.seed)
+        if not self.settings.group_by_length or self.settings.packing:  # bins are all about as long
+            sampler = epoch_seeded_random(self.train_items, self.seed)
         else:
             generator = torch.Generator()
             bucketed = ShuffledBucketSampler(
@@ -111,10 +120,12 @@ class TextDataModule(pl.LightningDataModule):
             )
         self._train_sampler = sampler
         self._apply_resume()
-        return self._loader(self.train_dataset, self.train_batch_size, shuffle=False, sampler=sampler)
+        return self._loader(self.train_items, self.train_batch_size, False, sampler, self.train_collator)
 
     def train_lengths(self) -> list[int]:
-        """Tokens of each training row (multiple choice: of its longest choice)."""
+        """Tokens of each training item: row (multiple choice: its longest choice), or bin when packed."""
+        if self.settings.packing:
+            return [sum(self.train_items.lengths[r] for r in rows) for rows in self.train_items.bins]
         if self.shape == "choose":
             return [max(map(len, choices)) for choices in self.train_dataset["input_ids"]]
         return [len(ids) for ids in self.train_dataset["input_ids"]]
@@ -166,7 +177,7 @@ class TextDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset, self.settings.eval_batch_size, shuffle=False)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, shuffle: bool, sampler=None, collate=None) -> DataLoader:
         workers = self.settings.num_workers
         # Its own generator (workers' base seed): iter() of a loader without one draws from torch's global generator,
         # which would shift the dropout masks of a resumed run (RngState restores that generator).
@@ -175,7 +186,7 @@ class TextDataModule(pl.LightningDataModule):
             batch_size=batch_size,
             shuffle=shuffle,
             sampler=sampler,
-            collate_fn=self.collator,
+            collate_fn=collate or self.collator,
             num_workers=workers,
             persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(self.seed),

@@ -35,13 +35,21 @@ def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return backbone, head
 
 
+def model_inputs(batch: dict) -> dict:
+    """The forward's inputs. A packed batch (data/packing.py) passes position ids and no attention mask: transformers
+    then masks attention block-diagonally, one block per packed row (it looks for packing only without a cache)."""
+    if "position_ids" in batch:
+        return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
 def answer_only_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Mean cross-entropy over the batch's learnt tokens, as the model's own loss (labels shifted by one)."""
     parts = backbone_and_head(model)
     if parts is None:
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        return model(**model_inputs(batch), labels=batch["labels"]).loss
     backbone, head = parts
-    hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = backbone(**model_inputs(batch)).last_hidden_state
     targets = batch["labels"][:, 1:]  # position t predicts token t + 1
     learnt = targets != IGNORE_INDEX  # (B, T - 1)
     logits = head(hidden[:, :-1][learnt])  # (learnt tokens, vocab)

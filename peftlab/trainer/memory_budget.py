@@ -53,10 +53,11 @@ def give_back_freed_memory() -> None:
 
 
 def longest_rows(datamodule, rows: int) -> dict:
-    """The collated batch of the `rows` longest training rows: the step whose activations set the peak."""
+    """The collated batch of the `rows` longest training items (rows, or bins when packed): the step whose
+    activations set the peak."""
     lengths = datamodule.train_lengths()
     longest = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)[:rows]
-    return datamodule.collator([datamodule.train_dataset[i] for i in longest])
+    return datamodule.train_collator([datamodule.train_items[i] for i in longest])
 
 
 def fixed_bytes(module: pl.LightningModule) -> int:
