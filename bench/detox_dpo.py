@@ -5,8 +5,10 @@
 
 1. SFT: `train.py model=<model> dataset=detox peft=lora` on --rows rows (prompt -> the neutral rewrite);
 2. its adapter is merged into the base (`python -m peftlab.export merge=true`), which becomes the base of
-3. DPO: `train.py dataset=detox_pref objective=dpo peft=lora` on the same rows (chosen = the rewrite, rejected = the
-   toxic source itself), so the reference (the adapter disabled) is the SFT model, as in the DPO paper's recipe.
+3. DPO: `train.py dataset=detox_pref objective=dpo objective.sft_weight=1 peft=lora` on the same rows (chosen = the
+   rewrite, rejected = the toxic source itself), so the reference (the adapter disabled) is the SFT model, as in the
+   DPO paper's recipe. The chosen answer's NLL is kept in the loss (--sft-weight, RPO): plain DPO at lr 5e-4 drove
+   both answers' log-probs down (chosen -11 -> -114 nats within one epoch) and every answer to nonsense (BLEU 0.0).
 Each model then answers the first --eval-rows rows of paradetox/validation (greedy, dataset=detox's prompt and
 decoding). Scored: BLEU and ROUGE-L against the references (peftlab's metrics), and the copy rate — the share of
 answers that repeat the toxic input: lower-cased, whitespace-joined, difflib similarity >= --copy-threshold (0.9:
@@ -92,23 +94,32 @@ def main(args) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="detox-dpo-"))
     minutes, table = {}, {}
     start = time.perf_counter()
-    sft = fit(compose(args, "dataset=detox", f"peft.lr={args.sft_lr}", f"paths.output_dir={out / 'sft'}"))
-    minutes["sft"] = (time.perf_counter() - start) / 60
+    if (out / "sft_merged" / "config.json").is_file():  # --out of an earlier call: its SFT model is reused
+        import transformers
+
+        sft_model = transformers.AutoModelForCausalLM.from_pretrained(out / "sft_merged")
+        minutes["sft"] = float("nan")
+    else:
+        sft_model = fit(compose(args, "dataset=detox", f"peft.lr={args.sft_lr}", f"paths.output_dir={out / 'sft'}"))
+        sft_model = sft_model.module.model
+        minutes["sft"] = (time.perf_counter() - start) / 60
+        export_run(out / "sft", out / "sft_merged", merge=True)
     start = time.perf_counter()
-    export_run(out / "sft", out / "sft_merged", merge=True)
     merged = [
         f"model.name_or_path={out / 'sft_merged'}",
         "model.init=null",
         "model.gguf=null",
         "model.twin_tokenizer=null",
     ]
+    dpo_dir = out / f"dpo-lr{args.dpo_lr:g}-sft{args.sft_weight:g}"
     dpo = fit(compose(args, "dataset=detox_pref", "objective=dpo", f"objective.beta={args.beta}",
-                      f"peft.lr={args.dpo_lr}", f"paths.output_dir={out / 'dpo'}", *merged))  # fmt: skip
+                      f"objective.sft_weight={args.sft_weight}", f"peft.lr={args.dpo_lr}",
+                      f"paths.output_dir={dpo_dir}", *merged))  # fmt: skip
     minutes["dpo"] = (time.perf_counter() - start) / 60
     settings = validate(compose(args, "dataset=detox", "paths.output_dir=unused"))
     tokenizer = load_tokenizer(settings.model)
     base = load_base_model(settings.model, "causal", [], tokenizer.pad_token_id)
-    for name, model in (("base", base), ("SFT", sft.module.model), ("SFT + DPO", dpo.module.model)):
+    for name, model in (("base", base), ("SFT", sft_model), ("SFT + DPO", dpo.module.model)):
         sources, references, predictions = answers(model, settings, tokenizer)
         table[name] = score(sources, references, predictions, args.copy_threshold)
         print(name, table[name], flush=True)
@@ -131,9 +142,11 @@ if __name__ == "__main__":
     parser.add_argument("--eval-rows", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--sft-lr", type=float, default=2e-3)
-    parser.add_argument("--dpo-lr", type=float, default=5e-4)
+    parser.add_argument("--dpo-lr", type=float, default=1e-4)
+    parser.add_argument("--sft-weight", type=float, default=1.0, help="objective.sft_weight (RPO); 0: plain DPO")
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--copy-threshold", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
+    parser.add_argument("--out", default=None, help="where the runs go (default: a temporary folder); an --out "
+                        "holding sft_merged/ from an earlier call reuses that SFT model")  # fmt: skip
     sys.exit(main(parser.parse_args()))

@@ -42,6 +42,16 @@ def test_dpo_and_cdpo_losses_on_known_log_probabilities():
     )
 
 
+def test_the_sft_weight_adds_the_chosen_answers_mean_nll_and_orpo_refuses_it(tmp_path):
+    plain = preference_loss("dpo", 0.5, 0.0, POLICY, REFERENCE)["loss"]
+    rpo = preference_loss("dpo", 0.5, 0.0, POLICY, REFERENCE, sft_weight=0.5)["loss"]
+    assert (rpo - plain).tolist() == pytest.approx([0.5 * 10 / 5, 0.5 * 20 / 4])
+    overrides = ["model=smollm2_tiny", "dataset=detox_pref", "dataset.data_dir=unused", "objective=orpo",
+                 "objective.sft_weight=1.0"]  # fmt: skip
+    with pytest.raises(ConfigError, match=r"objective.sft_weight=1.0: 0 for objective=orpo"):
+        validate(compose_config(overrides, output_dir=tmp_path), check_files=False)
+
+
 def test_ipo_loss_uses_per_token_means_and_a_margin_of_one_over_two_beta():
     h0 = (-10 / 5 - -12 / 4) - (-11 / 5 - -11 / 4)
     h1 = (-20 / 4 - -15 / 5) - (-19 / 4 - -16 / 5)

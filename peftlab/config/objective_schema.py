@@ -22,6 +22,10 @@ class ObjectiveSettings:
     # dpo/ipo: each row's reference log-probabilities are computed once (the first time the row is seen, the
     # model in eval mode) and kept: later epochs and validations skip the reference forward pass
     cache_reference: bool = True
+    # dpo/ipo: weight of the chosen answer's mean NLL added to the loss (RPO, Pang et al. 2024; TRL's rpo_alpha,
+    # LLaMA-Factory's pref_ftx). DPO alone may lower both answers' likelihood while it widens their margin, until
+    # generation breaks; the NLL term holds the chosen answer up. 0: plain DPO/IPO.
+    sft_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("name", self.name, OBJECTIVES)
@@ -29,3 +33,6 @@ class ObjectiveSettings:
         check(0.0 <= self.label_smoothing < 0.5, "label_smoothing", self.label_smoothing, "must be in [0, 0.5)")
         check(self.name == "dpo" or self.label_smoothing == 0.0, "label_smoothing", self.label_smoothing,
               "is DPO's (cDPO); 0 for objective=" + self.name)  # fmt: skip
+        check(self.sft_weight >= 0.0, "sft_weight", self.sft_weight, "must be >= 0")
+        check(self.name != "orpo" or self.sft_weight == 0.0, "sft_weight", self.sft_weight,
+              "0 for objective=orpo (its loss holds the chosen answer's NLL already)")  # fmt: skip

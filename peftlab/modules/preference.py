@@ -52,13 +52,16 @@ def split_logps(sums: torch.Tensor, counts: torch.Tensor) -> dict:
     return {"chosen": sums[:n], "rejected": sums[n:], "chosen_n": counts[:n], "rejected_n": counts[n:]}
 
 
-def preference_loss(name: str, beta: float, label_smoothing: float, policy: dict, reference: dict | None) -> dict:
+def preference_loss(
+    name: str, beta: float, label_smoothing: float, policy: dict, reference: dict | None, sft_weight: float = 0.0
+) -> dict:
     """Per pair: the loss and the implicit rewards, from log-probability sums (`chosen`, `rejected`) and token
     counts (`chosen_n`, `rejected_n`) of the policy and, for dpo/ipo, the reference.
 
     dpo: -log σ(β·h)·(1 - ε) - log σ(-β·h)·ε with h = (π_c - π_r) - (ref_c - ref_r) on summed log-probs;
     ipo: (h - 1/(2β))² on per-token means; orpo: the chosen answer's mean NLL - β·log σ(log-odds ratio), on
-    per-token means (no reference). Rewards: β times the log-probs the loss used, minus the reference's."""
+    per-token means (no reference). Rewards: β times the log-probs the loss used, minus the reference's.
+    sft_weight (dpo/ipo): plus that weight times the chosen answer's mean NLL (RPO)."""
     if name == "orpo":
         chosen, rejected = policy["chosen"] / policy["chosen_n"], policy["rejected"] / policy["rejected_n"]
         log_odds = (chosen - rejected) - (torch.log1p(-torch.exp(chosen)) - torch.log1p(-torch.exp(rejected)))
@@ -74,6 +77,8 @@ def preference_loss(name: str, beta: float, label_smoothing: float, policy: dict
         loss = (h - 1 / (2 * beta)) ** 2
     else:
         loss = -F.logsigmoid(beta * h) * (1 - label_smoothing) - F.logsigmoid(-beta * h) * label_smoothing
+    if sft_weight:
+        loss = loss - sft_weight * policy["chosen"] / policy["chosen_n"]
     return {"loss": loss, "chosen_reward": beta * (p_c - r_c), "rejected_reward": beta * (p_r - r_r)}
 
 
@@ -131,7 +136,7 @@ class PreferenceModule(GenerationModule):
         o = self.objective
         policy = split_logps(*answer_logps(self.model, both_answers(batch)))
         reference = None if o.name == "orpo" else self.reference_logps(batch)
-        out = preference_loss(o.name, o.beta, o.label_smoothing, policy, reference)
+        out = preference_loss(o.name, o.beta, o.label_smoothing, policy, reference, o.sft_weight)
         chosen, rejected = out["chosen_reward"].detach(), out["rejected_reward"].detach()
         self.stats = {
             "rewards/chosen": chosen.mean(),
