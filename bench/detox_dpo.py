@@ -17,6 +17,7 @@ a changed word or two in a sentence still counts as a copy).
 
 import argparse
 import difflib
+import json
 import sys
 import tempfile
 import time
@@ -98,7 +99,7 @@ def main(args) -> int:
         import transformers
 
         sft_model = transformers.AutoModelForCausalLM.from_pretrained(out / "sft_merged")
-        minutes["sft"] = float("nan")
+        minutes["sft"] = json.loads((out / "sft" / "metrics.json").read_text())["fit_time_s"] / 60
     else:
         sft_model = fit(compose(args, "dataset=detox", f"peft.lr={args.sft_lr}", f"paths.output_dir={out / 'sft'}"))
         sft_model = sft_model.module.model
