@@ -248,7 +248,8 @@ def test_cli_names_the_allowed_keys_and_refuses_a_non_empty_folder(trained, tmp_
     assert bad.returncode == 2 and said == "error: merged: unknown key (add one with +merged=...)"
     assert "Traceback" not in bad.stderr
     usage = subprocess.run([*cli, "--help"], **run)
-    assert usage.returncode == 0 and re.search(r"run: \?\?\?\nout: \?\?\?\nmerge: true\ndtype: float32", usage.stdout)
+    keys = r"run: \?\?\?\nout: \?\?\?\nmerge: true\nformat: hf\ndtype: float32"
+    assert usage.returncode == 0 and re.search(keys, usage.stdout)
     assert list(tmp_path.iterdir()) == []  # no outputs/ or .hydra/: the export is `out` alone
     capsys.readouterr()
     assert user_error("run=x", "merge=maybe", "out=y") == 2

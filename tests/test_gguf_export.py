@@ -4,6 +4,8 @@ Every file is read back before it is kept (peftlab/export/gguf_export.py); these
 own, through transformers' GGUF import and gguf's reader, and compare with the run's model.
 """
 
+import re
+
 import gguf
 import numpy as np
 import pytest
@@ -148,3 +150,17 @@ def test_a_classifier_and_a_non_llama_family_are_refused(tmp_path):
     cfg = compose_config(["model=gpt2_tiny", "dataset=sql", f"dataset.data_dir={sql}", "peft=lora", *TINY], tmp_path)
     with pytest.raises(ConfigError, match=r"format=gguf: model_type=gpt2 is not supported yet \(supported: llama\)"):
         export_run(fit(cfg).output_dir, tmp_path / "b", format="gguf")
+
+
+def test_the_export_command_writes_a_gguf_lora_and_prints_its_read_back_check(runs, tmp_path, capsys):
+    from hydra import compose, initialize_config_dir
+
+    from peftlab.conf import CONF_DIR
+    from peftlab.export.__main__ import export
+
+    overrides = [f"run={runs('lora').output_dir}", f"out={tmp_path / 'out'}", "format=gguf_lora", "dtype=float16"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        export(compose("export", overrides=overrides))
+    printed = capsys.readouterr().out
+    assert "lora adapter as GGUF: smollm2_tiny-lora-adapter-f16.gguf" in printed  # float16 means f16
+    assert re.search(r"read-back check .* max \|logit difference\| [0-9.e-]+, top-1 agreement 1\.0000", printed)

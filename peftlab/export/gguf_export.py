@@ -130,12 +130,36 @@ def export_merged_gguf(settings: RunSettings, adapter: Path, folder: Path, dtype
     )
 
 
-def lora_from_file(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{GGUF base tensor name: (A, B)} de-quantised from a GGUF LoRA file."""
+def lora_from_file(path: Path) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """(alpha, {GGUF base tensor name: (A, B)}) de-quantised from a GGUF LoRA file."""
     reader = gguf.GGUFReader(path)
+    alpha = float(reader.fields[gguf.Keys.Adapter.LORA_ALPHA].contents())
     tensors = {t.name: gguf.quants.dequantize(t.data, t.tensor_type) for t in reader.tensors}
     bases = {name.rsplit(".", 1)[0] for name in tensors}
-    return {base: (tensors[f"{base}.lora_a"], tensors[f"{base}.lora_b"]) for base in bases}
+    return alpha, {base: (tensors[f"{base}.lora_a"], tensors[f"{base}.lora_b"]) for base in bases}
+
+
+@torch.no_grad()
+def logits_with_file_lora(peft_model, alpha: float, from_file: dict, batch: dict) -> torch.Tensor:
+    """The base's logits with each layer's delta rebuilt from the file's A and B (alpha / rank · B·A, B's rows back
+    in transformers' order) added to its weights; the weights are restored afterwards."""
+    config = peft_model.base_model.model.config
+    family = gguf_family(config)
+    names = gguf.get_tensor_name_map(family.arch, config.num_hidden_layers)
+    originals = {}
+    with peft_model.disable_adapter():
+        base = peft_model.base_model.model
+        try:
+            for hf_name, *_ in lora_pairs(peft_model):
+                a, b = from_file[names.get_name(hf_name, try_suffixes=(".weight",))]
+                b = restore_rows(family, hf_name, b, config)
+                weight = base.get_submodule(hf_name.removesuffix(".weight")).base_layer.weight
+                originals[hf_name] = weight.detach().clone()
+                weight += torch.from_numpy(alpha / a.shape[0] * (b @ a)).to(weight.dtype)
+            return probe_logits(base, batch)
+        finally:
+            for hf_name, weight in originals.items():
+                base.get_submodule(hf_name.removesuffix(".weight")).base_layer.weight.copy_(weight)
 
 
 def export_lora_gguf(settings: RunSettings, adapter: Path, folder: Path, dtype: str) -> GGUFExport:
@@ -145,25 +169,8 @@ def export_lora_gguf(settings: RunSettings, adapter: Path, folder: Path, dtype: 
     written = write_gguf_lora(peft_model, folder / name, dtype, name[:-5])
     batch = probe_batch(tokenizer, settings.shape)
     reference = probe_logits(peft_model, batch)
-    # Read back: each layer's delta rebuilt from the file (alpha / rank, B's rows back in transformers' order).
-    reader = gguf.GGUFReader(folder / name)
-    alpha = float(reader.fields[gguf.Keys.Adapter.LORA_ALPHA].contents())
-    from_file = lora_from_file(folder / name)
-    config = peft_model.base_model.model.config
-    family = gguf_family(config)
-    names = gguf.get_tensor_name_map(family.arch, config.num_hidden_layers)
-    with peft_model.disable_adapter(), torch.no_grad():
-        base = peft_model.base_model.model
-        originals = {}
-        for hf_name, *_ in lora_pairs(peft_model):
-            a, b = from_file[names.get_name(hf_name, try_suffixes=(".weight",))]
-            b = restore_rows(family, hf_name, b, config)
-            weight = base.get_submodule(hf_name.removesuffix(".weight")).base_layer.weight
-            originals[hf_name] = weight.detach().clone()
-            weight += torch.from_numpy(alpha / a.shape[0] * (b @ a)).to(weight.dtype)
-        logits = probe_logits(base, batch)
-        for hf_name, weight in originals.items():
-            base.get_submodule(hf_name.removesuffix(".weight")).base_layer.weight.copy_(weight)
+    alpha, layers = lora_from_file(folder / name)
+    logits = logits_with_file_lora(peft_model, alpha, layers, batch)
     diff, top1 = agreement(logits, reference, batch["attention_mask"])
     return GGUFExport(
         file=folder / name,
@@ -171,7 +178,7 @@ def export_lora_gguf(settings: RunSettings, adapter: Path, folder: Path, dtype: 
         tensor_types=count_types(written),
         max_logit_diff=diff,
         top1_agreement=top1,
-        notes=[f"LoRA adapter alone (alpha {alpha:g}, {len(from_file)} layers), written as GGUF {dtype}"],
+        notes=[f"LoRA adapter alone (alpha {alpha:g}, {len(layers)} layers), written as GGUF {dtype}"],
     )
 
 
