@@ -7,7 +7,9 @@ Both sides train on peftlab's own token ids (dataset=detox_pref through its enco
 chosen = the neutral rewrite, rejected = the toxic source): TRL's DPOTrainer takes them pre-tokenised (its dataset
 step is skipped), so no side gains from another tokenisation. Both compute the reference each step (peftlab:
 objective.cache_reference=false; TRL: precompute_ref_log_probs=false, its default) with the adapter disabled (TRL:
-ref_model=None + peft_config). After training, one function (peftlab's answer_logps and preference_loss) scores both
+ref_model=None + peft_config). Both train without dropout: TRL's DPOConfig.disable_dropout (default True) zeroes
+every dropout, so our side sets peft.lora_dropout=0 (with LoRA's 0.1 on our side only, its validation loss was higher
+by 0.016-0.017 on every seed). After training, one function (peftlab's answer_logps and preference_loss) scores both
 trained adapters on the same validation pairs: DPO loss, reward accuracy and margin. Pairs/s and answer tokens/s
 count training only; peak RSS is the process's, sampled over each side's training (the side that runs second starts
 from what the first left: the order alternates by seed).
@@ -37,6 +39,7 @@ def compose(args, seed: int):
         f"dataset.max_train_rows={args.rows}", f"dataset.max_eval_rows={args.eval_rows}",
         f"dataset.batch_size={args.batch}", "dataset.group_by_length=false", "objective=dpo",
         f"objective.beta={args.beta}", "objective.cache_reference=false", "peft=lora", f"peft.lr={args.lr}",
+        "peft.lora_dropout=0.0",  # TRL's DPOConfig.disable_dropout (default True) zeroes every dropout, LoRA's too
         f"trainer.max_steps={args.steps}", "trainer.check_val_every_n_epoch=1000", "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false", "~callbacks.progress_bar", "~callbacks.model_checkpoint",
         "~callbacks.last_checkpoint", f"seed={seed}", f"paths.output_dir={tempfile.mkdtemp(prefix='ours-')}",

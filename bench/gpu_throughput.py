@@ -7,6 +7,7 @@ utilisation: useful FLOP/s (bench/useful_flops.py) over the chip's bf16 dense pe
 8192³ bf16 matmul. Target: ≥ 1.2× the better peer; larger batches show how much is launch overhead at this size.
 """
 
+import math
 import statistics
 import time
 from argparse import Namespace
@@ -66,16 +67,14 @@ def line(ctx, side: str, samples_s: float, tokens_s: float, peak_mb: float, flop
     return {"side": side, "samples_s": samples_s, "tokens_s": tokens_s, "mfu": mfu}
 
 
-def ours(ctx, name: str, overrides: list[str]) -> tuple:
+def ours(ctx, name: str, overrides: list[str], side: str = "peftlab") -> tuple:
     from gpu_checks import fit_run
 
     result = fit_run(ctx, name, [*overrides, *NO_VALIDATION])
     r = result.report
     tokens_s = r["train_tokens"] / r["train_time_s"]
     peak = r["peak_memory"].get("cuda_mb", 0.0)
-    return result, line(
-        ctx, "peftlab", r["samples_per_s"], tokens_s, peak, training_flops_per_token(result.module.model)
-    )
+    return result, line(ctx, side, r["samples_per_s"], tokens_s, peak, training_flops_per_token(result.module.model))
 
 
 def hf_classifier(ctx, result, batch: int, steps: int) -> dict:
@@ -119,7 +118,8 @@ def check_throughput_sst2(ctx) -> str:
 
 
 def check_throughput_sql(ctx) -> str:
-    """One epoch of the same rows per side; TRL packs them into bins of about one peftlab batch of tokens."""
+    """One epoch of the same rows per side; TRL packs them into bins of about one peftlab batch of tokens, and so
+    does peftlab's own dataset.packing (bins of 512 tokens, as many per step as carry one grouped batch's tokens)."""
     from decoder_peers import answer_loss, encoded_splits, run_hf, run_trl
 
     t, figures = ctx.sizes.throughput, []
@@ -139,6 +139,9 @@ def check_throughput_sql(ctx) -> str:
         val = data["validation"].select(range(min(64, len(data["validation"]))))
         args = Namespace(lr=s.peft.lr, device=ctx.sizes.device)
         bins = round(tokens / rows * batch)  # TRL's packed rows: about one peftlab batch of tokens each
+        per_step = max(1, math.ceil(bins / 512))
+        packing = ["dataset.packing=true", "dataset.packing_length=512", f"dataset.batch_size={per_step}"]
+        _, packed = ours(ctx, f"sql-b{batch}-packed", [*overrides, *packing], side="peftlab, packed")
         sides = {"HF Trainer, grouped": partial(run_hf, None, args, data, s.seed, s, tokenizer),
                  "TRL SFTTrainer, packing": partial(run_trl, None, args, data, s.seed, s, tokenizer, bins)}  # fmt: skip
         peers = []
@@ -152,7 +155,8 @@ def check_throughput_sql(ctx) -> str:
         print(f"    peftlab val answer loss {answer_loss(result.module.model, val, tokenizer):.4f}", flush=True)
         best = max(peers, key=lambda p: p["tokens_s"])
         figures.append(f"b{batch}: {mine['tokens_s']:.0f} tokens/s, {mine['tokens_s'] / best['tokens_s']:.2f}× "
-                       f"{best['side'].split(',')[0]}, MFU {mine['mfu']:.1%}")  # fmt: skip
+                       f"{best['side'].split(',')[0]}, MFU {mine['mfu']:.1%}; packed "
+                       f"{packed['tokens_s'] / mine['tokens_s']:.2f}× grouped")  # fmt: skip
     return "; ".join(figures)
 
 
