@@ -166,3 +166,33 @@ def test_restored_position_yields_the_rest_of_the_interrupted_epoch_then_the_sam
     resumed.load_state_dict({"epoch": 0, "batches": 7})  # a checkpoint taken after 7 batches of epoch 0
     rest0, again1 = epochs(resumed)
     assert rest0 == epoch0[7:] and again1 == epoch1
+
+
+def test_labelled_evaluation_runs_longest_first_and_scores_as_in_file_order(tmp_path, write_jsonl):
+    """Sorting is only allowed because classification scores do not depend on the order: checked on a real model."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from peftlab.modules import build_module
+    from peftlab.run.setup import prepare_job
+
+    rows = [{"sentence": " ".join(["word"] * (1 + (7 * i) % 23)), "label": i % 2} for i in range(48)]
+    folder = write_jsonl(rows)
+    settings = validate(compose_config(["dataset=sst2", f"dataset.data_dir={folder}", "dataset.eval_batch_size=8"],
+                                       output_dir=tmp_path))  # fmt: skip
+    job = prepare_job(settings)
+    dm = job.datamodule
+    dm.setup("fit")
+    lengths = [len(ids) for ids in dm.val_dataset["input_ids"]]
+    assert lengths == sorted(lengths, reverse=True) and len(lengths) == 48
+    padded = sum(b["input_ids"].numel() for b in dm.val_dataloader())
+    file_order = dm.val_dataset.shuffle(seed=1)
+    shuffled = DataLoader(file_order, batch_size=8, collate_fn=dm.collator)
+    assert padded < sum(b["input_ids"].numel() for b in shuffled)
+
+    module = build_module(settings.shape, settings.dataset, job.base, job.tokenizer)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (sorted_scores,) = trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)
+    (file_scores,) = trainer.validate(module, dataloaders=shuffled, verbose=False)
+    assert sorted_scores["val/accuracy"] == file_scores["val/accuracy"]
+    assert sorted_scores["val/loss"] == pytest.approx(file_scores["val/loss"], abs=1e-5)
