@@ -11,8 +11,9 @@ from peftlab.config.method_schema import OWN_SCHEMAS, MethodSettings
 from peftlab.config.store import SCHEMAS
 from peftlab.errors import ConfigError
 
-# conf/hydra/ holds options of Hydra's own groups (hydra/launcher=sagemaker), not groups of a run.
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+# conf/hydra/ holds options of Hydra's own groups (hydra/launcher=sagemaker), not groups of a run; __pycache__ (written
+# wherever bytecode may be, conf/ being a package) is no group to Hydra either.
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "__pycache__"))
 
 
 def composed_and_validated(overrides: list[str], tmp_path):
