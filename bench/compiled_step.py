@@ -6,12 +6,12 @@ bucket that carries the most tokens, the compile counted, and the share of an ea
     python bench/compiled_step.py --steps 20 model=minilm dataset=sst2 dataset.data_dir=../shared/data/sst2
     python bench/compiled_step.py --device cuda ...   # the default where CUDA is available (not yet run on one)
 
-The step is the run's own: the job is built as `python train.py` builds it (prepare_job, apply_method, fast dropout,
-build_module), then forward + loss + backward + AdamW on one training batch, repeated. Compiled: the model the loss
-calls (a causal LM's backbone, modules/causal_loss.py) compiled in place with `dynamic=False` and torch's dropout
-(dynamo cannot trace fast_dropout.py's numpy masks); the loss code around it stays eager, as in a run. Eager and
-compiled blocks alternate. A run of N steps of that one shape would see N·eager / (compile + N·compiled); a real run
-has one shape per bucket length, and each pays its own compile.
+The step is the run's own: the job's module is built as a fit builds it (run/training.py's build_job_module), then
+forward + loss + backward + AdamW on one training batch, repeated. Compiled: the model the loss calls (a causal LM's
+backbone, modules/causal_loss.py) compiled in place with `dynamic=False` and torch's dropout (dynamo cannot trace
+fast_dropout.py's numpy masks); the loss code around it stays eager, as in a run. Eager and compiled blocks alternate.
+A run of N steps of that one shape would see N·eager / (compile + N·compiled); a real run has one shape per bucket
+length, and each pays its own compile.
 """
 
 import argparse
@@ -33,26 +33,17 @@ MATMUL_OPS = (
 
 
 def build(overrides: list[str], device: torch.device):
-    """The run's module, optimiser and one training batch of the bucket length that carries the most tokens."""
+    """The run's module (built as a fit builds it), its optimiser, and one training batch of the bucket length that
+    carries the most tokens."""
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
 
     from peftlab.conf import CONF_DIR
-    from peftlab.models.fast_dropout import use_fast_dropout
-    from peftlab.models.methods import apply_method
-    from peftlab.modules import Schedule, build_module
     from peftlab.run.settings import job_settings
-    from peftlab.run.setup import prepare_job
+    from peftlab.run.training import build_job_module
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[*overrides, f"paths.output_dir={tempfile.mkdtemp(prefix='compiled-')}"])
-    settings = job_settings(cfg)
-    job = prepare_job(settings, device)
-    model = apply_method(job.base, settings.peft, job.head, settings.shape)
-    if settings.hardware.fast_dropout:
-        use_fast_dropout(model)
-    optimizer = instantiate(settings.optim.optimizer)
-    module = build_module(settings.shape, settings.dataset, model, job.tokenizer, optimizer, Schedule())
+    job, module, _ = build_job_module(job_settings(cfg), device)
     module.train()
     job.datamodule.setup("fit")
     batches = [b for _, b in zip(range(64), job.datamodule.train_dataloader(), strict=False)]
@@ -64,7 +55,7 @@ def build(overrides: list[str], device: torch.device):
     module.to(device)
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     params = [p for p in module.parameters() if p.requires_grad]
-    return module, optimizer(params), batch
+    return module, module.optimizer_factory(params), batch
 
 
 def timed_steps(module, optimizer, batch, steps: int) -> list[float]:

@@ -23,7 +23,7 @@ from peftlab.modules import PeftModule, Schedule, build_module
 from peftlab.run.collector import start_up_frozen
 from peftlab.run.outputs import RunOutputs
 from peftlab.run.resume import checkpoint_to_resume
-from peftlab.run.setup import prepare_job
+from peftlab.run.setup import JobInputs, prepare_job
 from peftlab.run.summary import params_report
 from peftlab.rundir import RunDir
 from peftlab.trainer.build import build_trainer
@@ -59,7 +59,21 @@ def fit(settings: RunSettings) -> RunResult:
     tracker_runs = resume_kwargs(settings.composed.get("logger"), run.checkpoints, ckpt_path)
     # The trainer first: its root device (cuda:<local rank> under DDP) is where a 4-bit base must be loaded.
     trainer = build_trainer(settings, tracker_runs=tracker_runs)
-    job = prepare_job(settings, trainer.strategy.root_device)  # seed, tokenizer, checked data, base model
+    job, module, base_memory = build_job_module(settings, trainer.strategy.root_device)
+    facts = {"params": params_report(module.model), "base_memory": base_memory}
+    outputs = RunOutputs(run, settings, job.tokenizer, job.head, facts, resumed=bool(tracker_runs))
+    trainer.callbacks.append(outputs)  # after RunStats: metrics.json reads what it measured
+
+    with exit_quietly_on_sigterm(), start_up_frozen():
+        trainer.fit(module, datamodule=job.datamodule, ckpt_path=ckpt_path)
+    return RunResult(settings, module, trainer, job.datamodule, job.tokenizer, run.root, outputs.report)
+
+
+def build_job_module(settings: RunSettings, device: torch.device | None = None) -> tuple[JobInputs, PeftModule, dict]:
+    """The job's inputs (seed, tokenizer, checked data, base model on `device`), its LightningModule (the method
+    applied, the optimiser and schedule) and the base's memory footprint: a fit's objects before the Trainer runs,
+    also what bench/compiled_step.py times a step of."""
+    job = prepare_job(settings, device)
     base_memory = base_memory_footprint(job.base, getattr(torch, settings.model.dtype).itemsize)
     model = apply_method(job.base, settings.peft, job.head, settings.shape)
     if settings.hardware.fast_dropout:
@@ -69,13 +83,7 @@ def fit(settings: RunSettings) -> RunResult:
     module = build_module(
         settings.shape, settings.dataset, model, job.tokenizer, optimizer, schedule, settings.objective
     )
-    facts = {"params": params_report(model), "base_memory": base_memory}
-    outputs = RunOutputs(run, settings, job.tokenizer, job.head, facts, resumed=bool(tracker_runs))
-    trainer.callbacks.append(outputs)  # after RunStats: metrics.json reads what it measured
-
-    with exit_quietly_on_sigterm(), start_up_frozen():
-        trainer.fit(module, datamodule=job.datamodule, ckpt_path=ckpt_path)
-    return RunResult(settings, module, trainer, job.datamodule, job.tokenizer, run.root, outputs.report)
+    return job, module, base_memory
 
 
 @contextmanager
