@@ -256,3 +256,19 @@ def test_the_devices_rule_agrees_with_lightnings_parsers(accelerator, monkeypatc
         except (MisconfigurationException, TypeError, ValueError):
             lightning_ok = False
         assert _devices_ok(devices, accelerator) == lightning_ok, devices
+
+
+def test_hydras_repository_copies_share_the_store_and_compositions_stay_independent(tmp_path):
+    """config/store.share_config_store: a copy of Hydra's config repository (one per group lookup) holds the same
+    ConfigStore, and what one composition sets never reaches the stored schema or the next composition."""
+    import copy
+
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    assert copy.deepcopy({"store": store})["store"] is store
+    stored = OmegaConf.to_container(store.load("schema/dataset.yaml").node)
+    assert compose_config(["dataset.batch_size=3", "+dataset.extra=1"], tmp_path).dataset.batch_size == 3
+    again = compose_config([], tmp_path).dataset
+    assert again.batch_size == stored["batch_size"] == 32 and "extra" not in again
+    assert OmegaConf.to_container(store.load("schema/dataset.yaml").node) == stored
