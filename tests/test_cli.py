@@ -1,6 +1,8 @@
 """`python train.py ...` as a user runs it: bad overrides and bad data give one named line and exit != 0."""
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -128,3 +130,17 @@ def test_the_module_entry_is_train_py_from_any_folder(tmp_path):
         assert proc.returncode == 0 and script.returncode == 0, proc.stderr[-2000:]
         assert expected in proc.stdout and proc.stdout == script.stdout
     assert list(tmp_path.iterdir()) == []  # nothing written where it started
+
+
+def test_every_command_composes_before_its_heavy_imports():
+    """Each command's module, as `python -m` or its script imports it before Hydra parses the command line, imports
+    neither torch nor transformers, datasets, scipy or Lightning: `--help` and a refused key answer in about a second
+    (peftlab/lazy.py). One process, as a user's command starts: another test's imports must not hide one here."""
+    commands = ["peftlab.train", "peftlab.run", "peftlab.cloud.launch"] + [
+        f"peftlab.{name}.__main__" for name in ("export", "compare", "cost", "serve", "report")
+    ]
+    heavy = ("torch", "transformers", "datasets", "scipy", "pytorch_lightning")
+    code = f"import sys, {', '.join(commands)}; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

@@ -14,7 +14,8 @@ from conftest import REPO
 PACKAGE = REPO / "peftlab"
 # Earlier layers first; a module may import its own layer's packages only where listed together as one stage.
 LAYERS = [
-    ("errors", "compat", "conf", "rundir"),  # the bottom: errors, upstream workarounds, the run folder
+    ("errors", "compat", "conf", "rundir", "lazy"),  # the bottom: errors, upstream workarounds, the run folder, names
+    # loaded on first use
     ("config", "cli"),  # cli: every command line's error line, Hydra's composition errors in our words
     ("offline",),  # the sandbox: twins, GGUF import, demo data (reached through config targets)
     ("data",),

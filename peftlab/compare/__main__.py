@@ -10,7 +10,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from peftlab.cli import run_command
-from peftlab.compare import run_protocol
 from peftlab.conf import CONFIG_PATH
 
 
@@ -23,6 +22,8 @@ def compare(cfg: DictConfig) -> dict:
     out = Path(cfg.compare.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(shlex.join(["python", "-m", "peftlab.compare", *sys.argv[1:]]) + "\n")
+    from peftlab.compare import run_protocol  # after Hydra composed: --help and a refused key come first
+
     return run_protocol(cfg, command_line)
 
 

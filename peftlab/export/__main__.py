@@ -1,13 +1,17 @@
 """`python -m peftlab.export run=<run dir> out=<folder> [merge=true|false] [format=hf|gguf|gguf_lora] [dtype=...]`
 (keys: conf/export.yaml)."""
 
+from typing import TYPE_CHECKING
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from peftlab.cli import run_command
 from peftlab.conf import CONFIG_PATH
 from peftlab.errors import ConfigError
-from peftlab.export import ExportResult, export_run
+
+if TYPE_CHECKING:
+    from peftlab.export import ExportResult
 
 USAGE = (
     "python -m peftlab.export run=<run folder> out=<new folder> [merge=true|false] [format=hf|gguf|gguf_lora] "
@@ -31,13 +35,17 @@ def arguments(cfg: DictConfig) -> dict:
     }
 
 
-def export(cfg: DictConfig) -> ExportResult:
-    result = export_run(**arguments(cfg))
+def export(cfg: DictConfig) -> "ExportResult":
+    """The arguments are checked before the exporter (torch, transformers, gguf) is imported."""
+    checked = arguments(cfg)
+    from peftlab.export import export_run
+
+    result = export_run(**checked)
     print(summary(result))
     return result
 
 
-def summary(result: ExportResult) -> str:
+def summary(result: "ExportResult") -> str:
     mib = 2**20
     what = f"merged {result.method} model ({result.dtype})" if result.merged else f"{result.method} adapter"
     if result.gguf:
