@@ -43,6 +43,21 @@ def runs(tmp_path_factory):
     return _run
 
 
+@pytest.fixture(scope="module")
+def merged_exports(runs, tmp_path_factory):
+    """dtype -> the LoRA run's merged GGUF export (each written once per module: the q8_0 test reads the f32 one's
+    size; an export of SmolLM2's 49 k-token vocabulary reads back in seconds)."""
+    made = {}
+
+    def _export(dtype: str):
+        if dtype not in made:
+            out = tmp_path_factory.mktemp(dtype) / "out"
+            made[dtype] = export_run(runs("lora").output_dir, out, format="gguf", dtype=dtype)
+        return made[dtype]
+
+    return _export
+
+
 def merged_model(result):
     from peftlab.export.merge import merge_peft
 
@@ -56,11 +71,11 @@ def logits(model, tokenizer, texts=PROMPTS) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("dtype", "atol"), [("f32", F32_ATOL), ("f16", F16_ATOL)])
-def test_merged_gguf_reads_back_with_the_merged_logits_tokens_and_chat_template(runs, tmp_path, dtype, atol):
+def test_merged_gguf_reads_back_with_the_merged_logits_tokens_and_chat_template(runs, merged_exports, dtype, atol):
     result = runs("lora")
-    exported = export_run(result.output_dir, tmp_path / "out", format="gguf", dtype=dtype)
+    exported = merged_exports(dtype)
     file = exported.gguf.file
-    assert file.parent == tmp_path / "out" and file.suffix == ".gguf"
+    assert file.parent == exported.out and file.suffix == ".gguf"
     assert {"README.md", "Modelfile", file.name} == {p.name for p in file.parent.iterdir()}
     merged = merged_model(result)
     read = transformers.AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
@@ -78,9 +93,9 @@ def test_merged_gguf_reads_back_with_the_merged_logits_tokens_and_chat_template(
     assert (file.parent / "Modelfile").read_text() == f"FROM ./{file.name}\n"
 
 
-def test_q8_0_gguf_holds_q8_0_matrices_and_f32_norms_and_keeps_the_top_token(runs, tmp_path):
+def test_q8_0_gguf_holds_q8_0_matrices_and_f32_norms_and_keeps_the_top_token(runs, merged_exports):
     result = runs("lora")
-    file = export_run(result.output_dir, tmp_path / "out", format="gguf", dtype="q8_0").gguf.file
+    file = merged_exports("q8_0").gguf.file
     types = {t.name: t.tensor_type for t in gguf.GGUFReader(file).tensors}
     assert types["blk.0.attn_q.weight"] == gguf.GGMLQuantizationType.Q8_0
     assert types["blk.0.attn_norm.weight"] == gguf.GGMLQuantizationType.F32
@@ -91,11 +106,7 @@ def test_q8_0_gguf_holds_q8_0_matrices_and_f32_norms_and_keeps_the_top_token(run
     got, _ = logits(read, merged.tokenizer)
     # random twin weights give near-flat logits, the hardest case for top-1: measured 0.95 on the probe sentences
     assert (got.argmax(-1) == expected.argmax(-1))[mask].float().mean() >= 0.8
-    assert file.stat().st_size < 0.4 * export_size(result, tmp_path, "f32")
-
-
-def export_size(result, tmp_path, dtype: str) -> int:
-    return export_run(result.output_dir, tmp_path / dtype, format="gguf", dtype=dtype).gguf.file.stat().st_size
+    assert file.stat().st_size < 0.4 * merged_exports("f32").gguf.file.stat().st_size
 
 
 def test_lora_gguf_holds_a_and_b_per_layer_in_llama_cpp_order(runs, tmp_path):
