@@ -1,6 +1,8 @@
 """Bad inputs through `python train.py`: each stops with its one named `error:` line, exit code 2, no traceback."""
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -96,6 +98,36 @@ def test_string_label_outside_the_label_map(write_jsonl, tmp_path):
     rows = [{"sentence": "good", "label": "positive"}, {"sentence": "dull", "label": "meh"}]
     folder = write_jsonl(rows)
     proc = run_cli("dataset=sst2", f"dataset.data_dir={folder}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert _error_line(proc) == (
+        f"error: {folder / 'train.jsonl'}: row 1, line 2: label 'meh' is not in the label set "
+        "['negative', 'positive'] (ids 0..1 or these names)"
+    )
+
+
+# Run as `python -c`: the training command with torch, transformers, peft and Lightning refused by an import hook.
+WITHOUT_HEAVY_IMPORTS = """
+import importlib.abc, importlib.machinery, sys
+class Refuse(importlib.abc.Loader):  # found (datasets asks find_spec whether torch exists), but never loaded
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "peft", "pytorch_lightning"):
+            return importlib.machinery.ModuleSpec(name, self)
+    def create_module(self, spec):
+        raise ImportError(f"{spec.name}: refused by the test")
+    def exec_module(self, module):
+        pass
+sys.meta_path.insert(0, Refuse())
+from peftlab.train import main
+main()
+"""
+
+
+def test_a_bad_row_is_named_before_peft_torch_or_lightning_load(write_jsonl, tmp_path):
+    """run.train checks the data files between our config checks and peft's (importing peft imports torch): with
+    torch, transformers, peft and Lightning unimportable, the LoRA run still names the bad row, in one line."""
+    folder = write_jsonl([{"sentence": "good", "label": "positive"}, {"sentence": "dull", "label": "meh"}])
+    args = ["peft=lora", "dataset=sst2", f"dataset.data_dir={folder}", f"hydra.run.dir={tmp_path / 'run'}"]
+    command = [sys.executable, "-c", WITHOUT_HEAVY_IMPORTS, *args]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert _error_line(proc) == (
         f"error: {folder / 'train.jsonl'}: row 1, line 2: label 'meh' is not in the label set "
         "['negative', 'positive'] (ids 0..1 or these names)"

@@ -61,13 +61,21 @@ def validate(cfg: DictConfig, check_files: bool = True, check_with_peft: bool = 
         raise ConfigError(f"resume={resume!r}: null (start from scratch) or auto (continue from the last checkpoint)")
     if resume and cfg.get("ckpt_path"):
         raise ConfigError(f"ckpt_path={cfg.ckpt_path}: give either ckpt_path or resume=auto, not both")
-    if check_with_peft and isinstance(typed["peft"], PeftSettings):  # last: the one check that imports peft, torch
-        typed["peft"].check_with_peft(typed["model"].model_type)
-        check_prompt_learning_sharding(typed["peft"], typed["hardware"])
-        check_prompt_learning_packing(typed["peft"], typed["dataset"])
-    return RunSettings(
+    settings = RunSettings(
         **typed, seed=_int("seed", cfg.get("seed")), ckpt_path=cfg.get("ckpt_path"), resume=resume, shape=shape
     )
+    if check_with_peft:
+        check_peft_method(settings)
+    return settings
+
+
+def check_peft_method(settings: RunSettings) -> None:
+    """What peft's own config class checks of a peft-library method, and the rules that need it. Last, and callable
+    on its own (the training command checks the data files first): the one check that imports peft and torch."""
+    if isinstance(settings.peft, PeftSettings):
+        settings.peft.check_with_peft(settings.model.model_type)
+        check_prompt_learning_sharding(settings.peft, settings.hardware)
+        check_prompt_learning_packing(settings.peft, settings.dataset)
 
 
 def check_task_fits(model: ModelSettings, dataset: DatasetSettings, peft: Any) -> str:

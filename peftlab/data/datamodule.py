@@ -7,19 +7,18 @@ import logging
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from peftlab.config.dataset_schema import DatasetSettings
 from peftlab.config.tasks import LABELLED_SHAPES
 from peftlab.data.by_shape import COLLATORS, ENCODERS
-from peftlab.data.checks import check_split
+from peftlab.data.checks import check_split, checked_splits
 from peftlab.data.heldout import held_out_source, load_test, without_holdout
 from peftlab.data.packing import PackedCollator, PackedRows
 from peftlab.data.resumable import EpochSeeded, ShardedEpochSeeded, epoch_seeded_random
 from peftlab.data.sampling import ShuffledBucketSampler
-from peftlab.data.sources import RawSplit, load_split
+from peftlab.data.sources import RawSplit
 from peftlab.data.tokenize import tokenize_split
 from peftlab.errors import DataError
 
@@ -71,18 +70,13 @@ class TextDataModule(pl.LightningDataModule):
         if self.train_dataset is not None:
             return
         s = self.settings
-        if s.generator is not None:
-            instantiate(s.generator, out_dir=s.data_dir)
-        train = load_split(s, s.train_split)  # datasets' cache: HF_DATASETS_CACHE
-        check_split(train, s)  # the whole file, so a bad row is named by its line
+        train, validation = checked_splits(s)
         self.train_dataset = self._encode("train", without_holdout(train, self.test_source), s.max_train_rows)
         self.train_items = self.train_dataset
         if s.packing:
             self.train_items = PackedRows(self.train_dataset, s.packing_length or s.max_length)
             log.info("packed %d rows into %d bins (%.1f %% of their tokens are rows)", len(self.train_dataset),
                      len(self.train_items), 100 * self.train_items.fill())  # fmt: skip
-        validation = load_split(s, s.validation_split)
-        check_split(validation, s)
         self.val_dataset = self._encode("validation", validation, s.max_eval_rows)
 
     def _build_test(self) -> None:

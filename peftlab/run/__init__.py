@@ -4,11 +4,13 @@ how peftlab.compare scores a run's checkpoints on its test split.
 
 Each validates once, first, so a bad value fails before any data or weights load: our own checks in about a second,
 before torch is imported; what peft checks of its config class a few seconds later (importing peft imports torch).
+train() reads and checks the data files between the two: a bad row is named about 2 s after the command starts.
 """
 
 from omegaconf import DictConfig
 
 from peftlab.config import validate
+from peftlab.config.validate import check_peft_method
 from peftlab.run.collector import collections_deferred
 from peftlab.run.settings import job_settings
 
@@ -16,7 +18,11 @@ from peftlab.run.settings import job_settings
 def train(cfg: DictConfig) -> float | None:
     """One training run; returns its best validation metric (the value a sweeper optimises)."""
     with collections_deferred():  # until the fit starts (run/collector.py)
-        settings = job_settings(cfg)
+        settings = job_settings(cfg, check_with_peft=False)
+        from peftlab.data.checks import checked_splits  # here: datasets would slow --help and Hydra's refusals
+
+        checked_splits(settings.dataset)  # a bad file or row is named before peft, torch and Lightning load
+        check_peft_method(settings)
         from peftlab.run import distributed, training
 
         if distributed.needs_own_process_group(settings.hardware):  # a -m sweep job on several processes
