@@ -4,6 +4,7 @@ Every file is read back before it is kept (peftlab/export/gguf_export.py); these
 own, through transformers' GGUF import and gguf's reader, and compare with the run's model.
 """
 
+import functools
 import re
 
 import gguf
@@ -47,13 +48,10 @@ def runs(tmp_path_factory):
 def merged_exports(runs, tmp_path_factory):
     """dtype -> the LoRA run's merged GGUF export (each written once per module: the q8_0 test reads the f32 one's
     size; an export of SmolLM2's 49 k-token vocabulary reads back in seconds)."""
-    made = {}
 
+    @functools.cache
     def _export(dtype: str):
-        if dtype not in made:
-            out = tmp_path_factory.mktemp(dtype) / "out"
-            made[dtype] = export_run(runs("lora").output_dir, out, format="gguf", dtype=dtype)
-        return made[dtype]
+        return export_run(runs("lora").output_dir, tmp_path_factory.mktemp(dtype) / "out", format="gguf", dtype=dtype)
 
     return _export
 

@@ -20,12 +20,13 @@ def checked_splits(settings: DatasetSettings) -> tuple[RawSplit, RawSplit]:
     """
     if settings.generator is not None:
         instantiate(settings.generator, out_dir=settings.data_dir)
-    splits = []
-    for name in (settings.train_split, settings.validation_split):
-        raw = load_split(settings, name)  # datasets' cache: HF_DATASETS_CACHE
-        check_split(raw, settings)
-        splits.append(raw)
-    return splits[0], splits[1]
+    return _checked(settings, settings.train_split), _checked(settings, settings.validation_split)
+
+
+def _checked(settings: DatasetSettings, split: str) -> RawSplit:
+    raw = load_split(settings, split)  # datasets' cache: HF_DATASETS_CACHE
+    check_split(raw, settings)
+    return raw
 
 
 def _where(raw: RawSplit, row: int) -> str:
