@@ -19,6 +19,7 @@ os.environ["PEFTLAB_CACHE_DIR"] = str(_SESSION_CACHE / "peftlab")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share the cores: one math thread each (and their commands)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import forked_commands  # noqa: E402  (after the variables above: the command server starts with them)
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import peftlab  # noqa: E402,F401  (registers resolvers)
@@ -59,17 +60,9 @@ def option_names(group: str) -> list[str]:
 
 
 def run_cli(*args: str, script: str = "train.py", cwd: Path | None = None, timeout: int = 300):
-    """`python <script> ...` (train.py or evaluate.py) in a subprocess, with the test environment."""
-    import subprocess
-
-    return subprocess.run(
-        [sys.executable, str(REPO / script), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or REPO,
-        timeout=timeout,
-        env={**os.environ},
-    )
+    """`python <script> ...` (train.py or evaluate.py) as a process of its own, with the test environment (forked from
+    a process that imported the libraries already: tests/forked_commands.py)."""
+    return forked_commands.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, timeout=timeout)
 
 
 def shared_split_dir(name: str) -> Path:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import forked_commands
 import pytest
 from conftest import option_names, run_cli
 
@@ -119,13 +120,11 @@ def test_a_command_of_a_missing_extra_is_one_line(capsys):
 def test_the_module_entry_is_train_py_from_any_folder(tmp_path):
     """`python -m peftlab.train` (what peftlab.compare and an installed package run) started outside the repository
     composes and documents the same config as `python train.py`: train.py is a shim over it."""
-    import os
-    import subprocess
     import sys
 
     for args, expected in ((["--cfg", "job", "peft.r=16"], "r: 16"), (["--help"], "peft: ")):
         command = [sys.executable, "-m", "peftlab.train", *args]
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env={**os.environ}, timeout=300)
+        proc = forked_commands.run(command, cwd=tmp_path, timeout=300)
         script = run_cli(*args)
         assert proc.returncode == 0 and script.returncode == 0, proc.stderr[-2000:]
         assert expected in proc.stdout and proc.stdout == script.stdout

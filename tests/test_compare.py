@@ -4,13 +4,13 @@ the held-out split, and report.html in headless Chromium."""
 import itertools
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import forked_commands
 import pytest
 import yaml
 from conftest import CONF, REPO, option_names
@@ -55,6 +55,20 @@ def compose_compare(overrides: list[str]):
         return compose("compare", overrides=overrides)
 
 
+class ForkedSweeps:
+    """The `subprocess` of peftlab.compare.stages in the protocol fixture: each sweep's `python -m peftlab.train -m`
+    (its argv, starting folder and log as stages gives them) is a process forked from one that imported torch and
+    the rest already (tests/forked_commands.py), not a new interpreter: the protocol starts about ten of them."""
+
+    STDOUT = subprocess.STDOUT
+
+    @staticmethod
+    def run(command, stdout, stderr, cwd, check):
+        assert stderr is subprocess.STDOUT and not check
+        started = forked_commands.Forked(command, cwd, stdout=Path(stdout.name), append=True)
+        return subprocess.CompletedProcess(command, started.wait(timeout=600))
+
+
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory):
     """The protocol run once, in this process (its sweeps are subprocesses), every stage and data load recorded.
@@ -79,6 +93,7 @@ def protocol(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch, initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         patch.chdir(elsewhere)
         patch.setattr(stages, "run_sweep", recorded_sweep)
+        patch.setattr(stages, "subprocess", ForkedSweeps)
         patch.setattr(datamodule, "load_test", recorded_test_load)
         cfg = compose("compare", overrides=overrides)
         result = run_protocol(cfg, overrides)
@@ -185,7 +200,7 @@ def test_the_command_line_resumes_a_comparison_from_a_folder_outside_the_reposit
     runs = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/metrics.json")}
     scores = (out / "test" / "scores.json").read_text()
     command = [sys.executable, "-m", "peftlab.compare", *overrides]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ), timeout=300)
+    proc = forked_commands.run(command, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (out / "compare.log").read_text()
     for stage in ("tune", "confirm", "confirm_default"):
@@ -467,7 +482,7 @@ def test_report_html_in_headless_chromium_shows_the_verdict_and_every_plot(repor
 def test_command_line_refuses_in_one_line_and_records_itself(tmp_path):
     """`python -m peftlab.compare`: the command is written into its folder before anything is checked or run."""
     command = [sys.executable, "-m", "peftlab.compare", "seed=3", f"compare.out={tmp_path / 'out'}"]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ), timeout=120)
+    proc = forked_commands.run(command, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: seed=3: the protocol sets seed in every job; set compare.tune.seed, compare.confirm.seeds"

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import forked_commands
 import pytest
 import torch
 import transformers
@@ -242,12 +243,11 @@ def test_qlora_merges_into_the_dequantised_base_and_scores_as_the_4bit_adapter(t
 def test_cli_names_the_allowed_keys_and_refuses_a_non_empty_folder(trained, tmp_path, capsys):
     # A key export does not have is Hydra's to refuse, in one line (exit 2, as train.py); --help lists the keys.
     cli = [sys.executable, "-m", "peftlab.export"]
-    run = {"capture_output": True, "text": True, "cwd": tmp_path, "timeout": 300}
-    bad = subprocess.run([*cli, "run=x", "merged=true", "out=y"], **run)
+    bad = forked_commands.run([*cli, "run=x", "merged=true", "out=y"], cwd=tmp_path, timeout=300)
     said = bad.stderr.strip().splitlines()[-1]
     assert bad.returncode == 2 and said == "error: merged: unknown key (add one with +merged=...)"
     assert "Traceback" not in bad.stderr
-    usage = subprocess.run([*cli, "--help"], **run)
+    usage = forked_commands.run([*cli, "--help"], cwd=tmp_path, timeout=300)
     keys = r"run: \?\?\?\nout: \?\?\?\nmerge: true\nformat: hf\ndtype: float32"
     assert usage.returncode == 0 and re.search(keys, usage.stdout)
     assert list(tmp_path.iterdir()) == []  # no outputs/ or .hydra/: the export is `out` alone

@@ -1,11 +1,10 @@
 """bench/gpu_check.py --cpu-smoke: every code path of the GPU check runs on CPU with tiny sizes, so it cannot rot
 between the rare sessions that get a GPU (issue 28). The GPU run itself: tests/test_gpu.py, or the script there."""
 
-import os
 import re
-import subprocess
 import sys
 
+import forked_commands
 from conftest import REPO, shared_split_dir
 
 CHECKS = {"lora_bf16", "qlora", "generation_serve", "fsdp", "resume", "throughput_sst2", "throughput_sql"}
@@ -16,7 +15,7 @@ def test_cpu_smoke_passes_every_check_and_prints_one_table(tmp_path):
     shared_split_dir("text2sql_wikisql")
     script = REPO / "bench" / "gpu_check.py"
     command = [sys.executable, str(script), "--cpu-smoke", f"--data={data}", f"--work={tmp_path}"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ}, cwd=tmp_path)
+    proc = forked_commands.run(command, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = proc.stdout[proc.stdout.index("| check | result | seconds | figure |") :]
     results = dict(re.findall(r"^\| (\w+) \| (pass|FAIL|skip) \| [\d.]+ \|", table, flags=re.M))

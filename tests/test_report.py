@@ -3,12 +3,12 @@
 import csv
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import forked_commands
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from peftlab.report import write_report
 from peftlab.report.collect import collect_runs
@@ -90,7 +90,7 @@ def test_second_job_of_the_sweep_hits_the_tokenisation_cache(sweep):
 
 def test_report_cli_rewrites_and_errors_in_one_line(sweep, tmp_path):
     assert write_report(sweep)["verdict"]
-    result = subprocess.run([sys.executable, "-m", "peftlab.report", str(tmp_path)], capture_output=True, text=True)
+    result = forked_commands.run([sys.executable, "-m", "peftlab.report", str(tmp_path)], cwd=REPO, timeout=120)
     assert (
         result.returncode == 2 and result.stderr.strip() == f"error: {tmp_path}: no finished runs (no */metrics.json)"
     )

@@ -4,11 +4,11 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+import forked_commands
 import pytest
 import torch
 from conftest import REPO, TEST_OVERRIDES, compose_config
@@ -55,10 +55,10 @@ DDP = ["hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu"]  # 2 gl
 )
 def test_kill_9_then_resume_auto_ends_with_the_uninterrupted_weights(tmp_path, processes):
     full, cut = tmp_path / "full", tmp_path / "cut"
-    full_log = (tmp_path / "full.log").open("w")  # the reference run goes alongside (2 cores: faster than in turn)
-    uninterrupted = subprocess.Popen(_cmd(full, *processes), stdout=full_log, stderr=subprocess.STDOUT)
-    first = subprocess.Popen(_cmd(cut, "resume=auto", *processes), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    full_log = tmp_path / "full.log"  # the reference run goes alongside (2 cores: faster than in turn)
+    uninterrupted = forked_commands.Forked(_cmd(full, *processes), REPO, stdout=full_log)
+    first = forked_commands.Forked(_cmd(cut, "resume=auto", *processes), REPO, stdout=Path(os.devnull),
+                                   new_session=True)  # fmt: skip
     ckpts = cut / "checkpoints"
     deadline = time.monotonic() + 240
     while len(list(ckpts.glob("epoch*.ckpt"))) < 3 and first.poll() is None and time.monotonic() < deadline:
@@ -70,8 +70,8 @@ def test_kill_9_then_resume_auto_ends_with_the_uninterrupted_weights(tmp_path, p
     killed_at = _trainable(ckpts / "last.ckpt")["global_step"]
     assert 0 < killed_at < steps
 
-    second = subprocess.run(_cmd(cut, "resume=auto", *processes), capture_output=True, text=True, timeout=300)
-    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "full.log").read_text()[-3000:]
+    second = forked_commands.run(_cmd(cut, "resume=auto", *processes), cwd=REPO, timeout=300)
+    assert uninterrupted.wait(timeout=300) == 0, full_log.read_text()[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resume=auto: continuing from" in second.stdout + second.stderr
     done, reference = _trainable(ckpts / "last.ckpt"), _trainable(full / "checkpoints" / "last.ckpt")
@@ -82,21 +82,22 @@ def test_kill_9_then_resume_auto_ends_with_the_uninterrupted_weights(tmp_path, p
 
 
 def test_sigterm_mid_epoch_saves_last_ckpt_and_resume_continues(tmp_path):
-    proc = subprocess.Popen(_cmd(tmp_path, "resume=auto"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
+    log_file = tmp_path / "sigterm.log"
+    proc = forked_commands.Forked(_cmd(tmp_path, "resume=auto"), REPO, stdout=log_file)
     deadline = time.monotonic() + 240
     while not list((tmp_path / "checkpoints").glob("epoch*.ckpt")) and time.monotonic() < deadline:
         assert proc.poll() is None
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    log, _ = proc.communicate(timeout=120)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=120)
+    log = log_file.read_text()
     assert proc.returncode == 128 + signal.SIGTERM, log[-3000:]
     assert "Traceback" not in log
     last = tmp_path / "checkpoints" / "last.ckpt"
     saved_at = _trainable(last)["global_step"]
     assert f"SIGTERM: saved {last} at step {saved_at}" in log and 0 < saved_at < STEPS
 
-    again = subprocess.run(_cmd(tmp_path, "resume=auto"), capture_output=True, text=True, timeout=300)
+    again = forked_commands.run(_cmd(tmp_path, "resume=auto"), cwd=REPO, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert _trainable(last)["global_step"] == STEPS
 
@@ -105,7 +106,7 @@ def test_sigterm_mid_epoch_saves_last_ckpt_and_resume_continues(tmp_path):
 def checkpoints(tmp_path_factory):
     """Two real checkpoints of a short run (steps 3 and 6) and last.ckpt."""
     out = tmp_path_factory.mktemp("ckpts")
-    done = subprocess.run(_cmd(out, "trainer.max_steps=6"), capture_output=True, text=True, timeout=300)
+    done = forked_commands.run(_cmd(out, "trainer.max_steps=6"), cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return out / "checkpoints"
 
@@ -168,7 +169,7 @@ def test_broken_explicit_ckpt_path_is_one_line_error(tmp_path):
     settings = validate(compose_config([*RUN, f"ckpt_path={bad}"], output_dir=tmp_path))
     with pytest.raises(ConfigError, match=re.escape(f"ckpt_path={bad}: not a readable checkpoint (")):
         checkpoint_to_resume(settings.ckpt_path, settings.resume, tmp_path)
-    cli = subprocess.run(_cmd(tmp_path, f"ckpt_path={bad}"), capture_output=True, text=True, timeout=120)
+    cli = forked_commands.run(_cmd(tmp_path, f"ckpt_path={bad}"), cwd=REPO, timeout=120)
     assert cli.returncode == 2
     assert cli.stderr.strip().splitlines()[-1].startswith(f"error: ckpt_path={bad}: not a readable checkpoint (")
 
@@ -213,7 +214,7 @@ def test_a_run_paused_before_its_schedule_ends_and_resumed_is_the_uninterrupted_
     ]  # last.ckpt after each validation, as by default
     full, paused = tmp_path / "full", tmp_path / "paused"
     for out, extra in ((full, []), (paused, ["trainer.max_steps=9"]), (paused, ["resume=auto"])):
-        done = subprocess.run(_cmd(out, *whole, *extra), capture_output=True, text=True, timeout=300)
+        done = forked_commands.run(_cmd(out, *whole, *extra), cwd=REPO, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
     ended, reference = _trainable(paused / "checkpoints" / "last.ckpt"), _trainable(full / "checkpoints" / "last.ckpt")
     assert ended["global_step"] == reference["global_step"] == STEPS

@@ -9,6 +9,7 @@ import sys
 import tarfile
 import time
 
+import forked_commands
 import pytest
 from conftest import CONF, REPO, compose_config
 from hydra import compose, initialize_config_dir
@@ -71,11 +72,11 @@ def test_cost_cli_prints_the_table_and_names_unknown_instances(tmp_path):
         "steps=56850",
         "seconds_per_step={ml.p3.2xlarge:0.20,ml.g4dn.xlarge:0.35}",
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    out = forked_commands.run(cmd, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout == SEED_000_TABLE
     assert list(tmp_path.iterdir()) == []  # a read-only command: no outputs/ or .hydra/
-    bad = subprocess.run([*cmd[:4], "seconds_per_step={ml.x9.huge:1}"], capture_output=True, text=True, timeout=120)
+    bad = forked_commands.run([*cmd[:4], "seconds_per_step={ml.x9.huge:1}"], cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "instance_type=ml.x9.huge: no price in the cost table" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
@@ -182,10 +183,9 @@ def test_each_sagemaker_hardware_option_selects_its_instances(option, tmp_path):
 
 
 def _launch_cli(*args, env, cwd):
-    return subprocess.run(
-        [sys.executable, str(REPO / "launch_sagemaker.py"), *args], capture_output=True, text=True,
-        cwd=cwd, env=env, timeout=300,
-    )  # fmt: skip
+    return forked_commands.run(
+        [sys.executable, str(REPO / "launch_sagemaker.py"), *args], cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_dry_run_prints_the_request_and_estimate_and_no_secret(tmp_path):

@@ -3,10 +3,10 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import boto3
+import forked_commands
 import pytest
 from conftest import REPO
 from sagemaker_fake import FakeSageMaker, model_tarball
@@ -27,8 +27,8 @@ GRID = ["peft=lora,ia3", "seed=0,1"]
 def local_sweep(tmp_path_factory):
     """The same 2 × 2 grid trained here (train.py -m): its runs are what the jobs 'train', its report the reference."""
     out = tmp_path_factory.mktemp("local")
-    done = subprocess.run([sys.executable, str(REPO / "train.py"), "-m", *GRID, *TINY, f"hydra.sweep.dir={out}"],
-                          capture_output=True, text=True, cwd=out, env=CLEAN, timeout=600)  # fmt: skip
+    done = forked_commands.run([sys.executable, str(REPO / "train.py"), "-m", *GRID, *TINY, f"hydra.sweep.dir={out}"],
+                               cwd=out, env=CLEAN, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -60,8 +60,8 @@ def aws(monkeypatch):
 
 
 def launch(*args, env, cwd, timeout=300):
-    return subprocess.run([sys.executable, str(REPO / "launch_sagemaker.py"), *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)  # fmt: skip
+    return forked_commands.run([sys.executable, str(REPO / "launch_sagemaker.py"), *args], cwd=cwd, env=env,
+                               timeout=timeout)  # fmt: skip
 
 
 def point_of(request: dict) -> tuple[str, int]:
@@ -173,8 +173,7 @@ def test_evaluate_runs_as_a_job_and_its_metrics_come_back(aws, local_sweep, monk
         job_env = {**CLEAN, **request["Environment"], "SM_HPS": json.dumps(hps),
                    "SM_MODEL_DIR": str(root / "model"), "SM_OUTPUT_DATA_DIR": str(root / "output"),
                    "SM_CHANNEL_MODEL": str(root / "model-channel"), "SM_NUM_GPUS": "0"}  # fmt: skip
-        ran = subprocess.run([sys.executable, "-m", "peftlab.cloud.container"], capture_output=True, text=True,
-                             cwd=REPO, env=job_env, timeout=300)  # fmt: skip
+        ran = forked_commands.run([sys.executable, "-m", "peftlab.cloud.container"], cwd=REPO, env=job_env, timeout=300)
         assert ran.returncode == 0, ran.stderr[-3000:]
         return "Completed", model_tarball(root / "model")
 

@@ -7,9 +7,9 @@ processes on gloo (tests/sharded_gather_job.py) and the same gather (peftlab.run
 
 import json
 import os
-import subprocess
 import sys
 
+import forked_commands
 import pytest
 from conftest import REPO, compose_config
 from safetensors.torch import load_file
@@ -34,7 +34,7 @@ def gathered(tmp_path_factory):
            str(REPO / "tests" / "sharded_gather_job.py")]  # fmt: skip
     args = [str(path) for pair in pairs.values() for path in pair]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*job, *args], capture_output=True, text=True, timeout=300, env=env)
+    proc = forked_commands.run([*job, *args], cwd=REPO, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {method: (run / "adapter", out) for method, (run, out) in pairs.items()}
 
