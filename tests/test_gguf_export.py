@@ -5,6 +5,7 @@ own, through transformers' GGUF import and gguf's reader, and compare with the r
 """
 
 import functools
+import os
 import re
 
 import gguf
@@ -25,6 +26,26 @@ PROMPTS = ["SELECT name FROM players WHERE number = 7", "How many goals did the 
 F32_ATOL = 1e-4
 # f16 weights round each value to 11 bits of mantissa: measured 2.5e-3 on this twin's logits.
 F16_ATOL = 2e-2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def each_gguf_file_parsed_once():
+    """A gguf.GGUFReader per unchanged file (path, size, mtime) in this module: transformers' GGUF import builds one
+    for the config, the tokenizer and the model of each from_pretrained (7 in a read-back test), and each parses
+    SmolLM2's 49 k tokens and merges again (~3 s). The files, and what is read from them, are the same."""
+    build = gguf.GGUFReader
+
+    @functools.cache
+    def parsed(path: str, mode: str, stamp: tuple) -> gguf.GGUFReader:
+        return build(path, mode)
+
+    def reader(path, mode="r"):
+        stat = os.stat(path)
+        return parsed(os.path.realpath(path), mode, (stat.st_size, stat.st_mtime_ns))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gguf, "GGUFReader", reader)
+        yield
 
 
 @pytest.fixture(scope="module")
