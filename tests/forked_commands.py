@@ -165,7 +165,7 @@ class Forked:
     def __init__(self, argv: list[str], cwd: Path, stdout: Path, stderr: Path | None = None, env: dict | None = None,
                  append: bool = False, new_session: bool = False) -> None:  # fmt: skip
         module = argv[2] if argv[1] == "-m" else None
-        self.args, self.returncode = argv, None
+        self.returncode = None
         request = {"op": "start", "argv": [module or argv[1], *argv[(3 if module else 2) :]], "module": module,
                    "cwd": str(cwd), "env": dict(os.environ) if env is None else env, "stdout": str(stdout),
                    "stderr": None if stderr is None else str(stderr), "append": append,
