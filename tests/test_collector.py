@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from peftlab.run.collector import collections_deferred, start_up_frozen
+from peftlab.run.collector import collections_deferred, imports_frozen, start_up_frozen
 
 
 class Node:
@@ -46,6 +46,28 @@ def test_a_sweeps_next_job_frees_what_the_last_one_froze(collector_state):
     third = job()
     assert second() is None and third() is not None
     assert gc.isenabled()
+
+
+def test_a_job_built_after_the_imports_froze_is_freed_without_unfreezing(collector_state):
+    """train(): the freeze comes between the imports and the job's objects, so it holds the imports only."""
+    gc.unfreeze()
+
+    def frozen_job():
+        with collections_deferred():
+            imported = Node()  # stands for what the libraries' imports leave alive
+            imports_frozen()
+            frozen = gc.get_freeze_count()
+            built = Node()
+            with start_up_frozen():
+                assert gc.get_freeze_count() == frozen, "the job's objects are not frozen"
+            return weakref.ref(imported), weakref.ref(built), frozen
+
+    imported, first, frozen = frozen_job()
+    assert first() is not None
+    imported_again, second, frozen_again = frozen_job()
+    assert first() is None, "the next job's collection freed the first job's objects"
+    assert imported() is not None, "the imports stay frozen: never unfrozen, never walked again"
+    assert frozen_again <= frozen, "one freeze a process: the second job froze nothing more"
 
 
 def test_fit_on_its_own_leaves_the_collector_alone(collector_state):

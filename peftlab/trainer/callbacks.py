@@ -7,11 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import RichModelSummary
 from pytorch_lightning.utilities.model_summary import get_human_readable_count
+
+from peftlab.trainer.process_clock import seconds_since_process_start
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,6 @@ def peak_rss_mb() -> float:
 
 
 _process_reached_a_step = False  # start-up is measured once per process: a -m sweep's later jobs paid it already
-
-
-def seconds_since_process_start() -> float:
-    return time.time() - psutil.Process().create_time()
 
 
 MEMORY_KEYS = ("rss_mb", "cuda_mb")  # peak memory of a process: host RSS, and allocated on its GPU when it has one
