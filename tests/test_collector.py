@@ -7,7 +7,8 @@ import weakref
 
 import pytest
 
-from peftlab.run.collector import collections_deferred, imports_frozen, start_up_frozen
+from peftlab.run import collector
+from peftlab.run.collector import collecting, collections_deferred, imports_frozen
 
 
 class Node:
@@ -18,61 +19,43 @@ class Node:
 
 
 @pytest.fixture
-def collector_state():
-    """The test process's collector as it was (these tests freeze and disable it)."""
+def collector_state(monkeypatch):
+    """A process that froze nothing yet; afterwards the test process's collector as it was."""
     enabled = gc.isenabled()
+    gc.unfreeze()
+    monkeypatch.setattr(collector._Frozen, "imports", False)
     yield
     gc.unfreeze()
     gc.enable() if enabled else gc.disable()
 
 
-def job() -> weakref.ref:
-    """One training job's shape: set-up builds an object in a cycle, the fit runs, the object is dropped."""
+def job() -> tuple[weakref.ref, weakref.ref, int]:
+    """One training job's shape (run.train): set-up imports, freezes, builds an object in a cycle, the fit runs."""
     with collections_deferred():
         assert not gc.isenabled(), "set-up runs without automatic collections"
+        imported = Node()  # stands for what the libraries' imports leave alive
+        imports_frozen()
+        frozen = gc.get_freeze_count()
         built = Node()
-        with start_up_frozen():
+        with collecting():
             assert gc.isenabled(), "the fit collects"
-            assert gc.get_freeze_count() > 0, "over what the fit creates only"
-        return weakref.ref(built)
+            assert gc.get_freeze_count() == frozen, "over the job's objects too: they are not frozen"
+        return weakref.ref(imported), weakref.ref(built), frozen
 
 
-def test_a_sweeps_next_job_frees_what_the_last_one_froze(collector_state):
-    gc.unfreeze()
-    first = job()
-    assert first() is not None, "frozen with the start-up objects, not collected by the fit"
-    second = job()
-    assert first() is None, "the next job lets the first job's objects go"
-    third = job()
-    assert second() is None and third() is not None
-    assert gc.isenabled()
-
-
-def test_a_job_built_after_the_imports_froze_is_freed_without_unfreezing(collector_state):
-    """train(): the freeze comes between the imports and the job's objects, so it holds the imports only."""
-    gc.unfreeze()
-
-    def frozen_job():
-        with collections_deferred():
-            imported = Node()  # stands for what the libraries' imports leave alive
-            imports_frozen()
-            frozen = gc.get_freeze_count()
-            built = Node()
-            with start_up_frozen():
-                assert gc.get_freeze_count() == frozen, "the job's objects are not frozen"
-            return weakref.ref(imported), weakref.ref(built), frozen
-
-    imported, first, frozen = frozen_job()
-    assert first() is not None
-    imported_again, second, frozen_again = frozen_job()
+def test_a_sweeps_next_job_frees_the_last_ones_objects_and_never_unfreezes(collector_state):
+    imported, first, frozen = job()
+    assert first() is not None and frozen > 0
+    _, second, frozen_again = job()
     assert first() is None, "the next job's collection freed the first job's objects"
     assert imported() is not None, "the imports stay frozen: never unfrozen, never walked again"
     assert frozen_again <= frozen, "one freeze a process: the second job froze nothing more"
+    job()
+    assert second() is None and gc.isenabled()
 
 
 def test_fit_on_its_own_leaves_the_collector_alone(collector_state):
-    gc.unfreeze()
-    with start_up_frozen():
+    with collecting():
         assert gc.get_freeze_count() == 0
 
 

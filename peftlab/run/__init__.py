@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from peftlab.config import validate
 from peftlab.config.validate import check_peft_method
-from peftlab.run.collector import collections_deferred
+from peftlab.run.collector import collections_deferred, imports_frozen
 from peftlab.run.settings import job_settings
 
 
@@ -25,6 +25,7 @@ def train(cfg: DictConfig) -> float | None:
         check_peft_method(settings)
         from peftlab.run import distributed, training
 
+        imports_frozen()  # the libraries are in; the job's own objects stay collectable (run/collector.py)
         if distributed.needs_own_process_group(settings.hardware):  # a -m sweep job on several processes
             return distributed.run_as_process_group()
         return training.fit(settings).best_metric

@@ -20,7 +20,7 @@ from peftlab.errors import ConfigError
 from peftlab.models.fast_dropout import use_fast_dropout
 from peftlab.models.methods import apply_method, base_memory_footprint
 from peftlab.modules import PeftModule, Schedule, build_module
-from peftlab.run.collector import start_up_frozen
+from peftlab.run.collector import collecting
 from peftlab.run.outputs import RunOutputs
 from peftlab.run.resume import checkpoint_to_resume
 from peftlab.run.setup import JobInputs, prepare_job
@@ -64,7 +64,7 @@ def fit(settings: RunSettings) -> RunResult:
     outputs = RunOutputs(run, settings, job.tokenizer, job.head, facts, resumed=bool(tracker_runs))
     trainer.callbacks.append(outputs)  # after RunStats: metrics.json reads what it measured
 
-    with exit_quietly_on_sigterm(), start_up_frozen():
+    with exit_quietly_on_sigterm(), collecting():
         trainer.fit(module, datamodule=job.datamodule, ckpt_path=ckpt_path)
     return RunResult(settings, module, trainer, job.datamodule, job.tokenizer, run.root, outputs.report)
 
