@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from peftlab.compat import prepare_process
 from peftlab.config.checks import schema_error
+from peftlab.config.sweep_jobs import compose_each_sweep_job_once
 from peftlab.errors import PeftlabError
 
 USER_ERROR = 2  # exit code of a bad value or file (argparse and Hydra use 2 for usage errors too)
@@ -111,3 +112,4 @@ def _exit_with(message: str) -> None:
 
 
 report_composition_errors()  # before any entry point's @hydra.main runs: each imports run_command from here
+compose_each_sweep_job_once()

@@ -1,0 +1,48 @@
+"""config/sweep_jobs.py: a sweep job's config is composed once for the sweeper's check and the launcher together."""
+
+import pytest
+from hydra import initialize_config_module
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
+
+import peftlab.cli  # noqa: F401  (installs the wrapper, as every command does)
+
+
+@pytest.fixture
+def loader_and_master(monkeypatch):
+    compositions = []
+    compose = ConfigLoaderImpl.load_configuration
+
+    def counted(self, *args, **kwargs):
+        compositions.append(kwargs.get("overrides"))
+        return compose(self, *args, **kwargs)
+
+    with initialize_config_module(config_module="peftlab.conf", version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", overrides=["seed=0,1"], run_mode=RunMode.MULTIRUN)
+        monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
+        yield loader, master, compositions
+
+
+def test_the_launch_takes_what_the_check_composed(loader_and_master):
+    loader, master, compositions = loader_and_master
+    checked = [loader.load_sweep_config(master, [f"seed={s}"]) for s in (0, 1)]  # Sweeper.validate_batch_is_legal
+    assert len(compositions) == 2
+    launched = loader.load_sweep_config(master, ["seed=1"])  # the launcher, for job 1
+    assert len(compositions) == 2, "no second composition"
+    assert launched is not checked[1] and launched.seed == 1
+    assert OmegaConf.to_yaml(launched) == OmegaConf.to_yaml(checked[1])
+    with open_dict(launched):  # what BasicLauncher does to its job's config
+        launched.hydra.job.id = 1
+    assert OmegaConf.is_missing(checked[1].hydra.job, "id"), "the launcher's config is its own"
+    again = loader.load_sweep_config(master, ["seed=1"])
+    assert len(compositions) == 3 and again.seed == 1, "a kept config is taken once; later calls compose"
+
+
+def test_other_inputs_are_composed(loader_and_master):
+    loader, master, compositions = loader_and_master
+    loader.load_sweep_config(master, ["seed=0"])
+    other = loader.load_sweep_config(master, ["seed=0", "peft.r=4"])
+    assert len(compositions) == 2 and other.peft.r == 4
