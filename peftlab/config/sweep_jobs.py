@@ -5,14 +5,18 @@ config and drops it, so that a bad override in the last job fails before the fir
 each job again as it starts it: ConfigLoaderImpl.load_sweep_config twice per job, 0.11 s each on 2 cores, so 0.66 s
 of a 6-job sweep went to compositions already made. Hydra 1.3 has no hook between the two, so the loader's method is
 wrapped: the check's call keeps a copy of what it composed, and the next call with the same inputs (the same master
-config, config name and overrides) takes that copy instead of composing; a third call composes again. A launcher in
-another process (joblib, submitit) gets the kept copies with the pickled loader and takes them the same way.
+config, config name and overrides) takes that copy instead of composing; a third call composes again. A launcher that
+composes in another process (joblib, submitit) composes there as before: the kept copies stay out of the loader's
+pickle, held beside it.
 """
 
 import copy
+import weakref
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+KEPT: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()  # config loader -> configs it composed
 
 
 def compose_each_sweep_job_once() -> None:
@@ -26,7 +30,7 @@ def compose_each_sweep_job_once() -> None:
         hydra = master_config.hydra
         inputs = (id(master_config), hydra.job.config_name, *OmegaConf.to_container(hydra.overrides.hydra))
         key = (inputs, tuple(sweep_overrides))
-        kept = self.__dict__.setdefault("_sweep_configs_kept_for_launch", {})
+        kept = KEPT.setdefault(self, {})
         if key in kept:
             return kept.pop(key)
         config = compose(self, master_config, sweep_overrides)
