@@ -8,6 +8,7 @@ from conftest import compose_config
 
 from peftlab.config import validate
 from peftlab.data.datamodule import TextDataModule
+from peftlab.data.sources import load_split
 from peftlab.errors import DataError
 from peftlab.models.loading import load_tokenizer
 from peftlab.offline.demo import write_demo_sentiment
@@ -66,6 +67,18 @@ def test_second_setup_hits_tokenisation_cache(tmp_path, tokenizer):
     third.setup("fit")
     assert third.cache_hits["train"] is False
     assert max(len(ids) for ids in third.train_dataset["input_ids"]) <= 16
+
+
+def test_a_file_is_loaded_once_per_version(tmp_path, write_jsonl):
+    """The run's data check, its DataModule and a sweep's later jobs share one load; a rewritten file is read anew."""
+    folder = write_jsonl([{"sentence": f"row {i}", "label": i % 2} for i in range(6)])
+    settings = _settings(tmp_path, ["dataset=sst2", f"dataset.data_dir={folder}"])
+    first, again = load_split(settings, "train"), load_split(settings, "train")
+    assert again.dataset is first.dataset and again.origin == first.origin
+    write_jsonl([{"sentence": f"new row {i}", "label": 1} for i in range(9)])  # same path, another version
+    rewritten = load_split(settings, "train").dataset
+    assert rewritten is not first.dataset and rewritten["sentence"][0] == "new row 0" and len(rewritten) == 9
+    assert first.dataset["sentence"][0] == "row 0"  # the earlier version's rows are untouched
 
 
 def test_max_rows_and_string_labels(tmp_path, tokenizer, write_jsonl):

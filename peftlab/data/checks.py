@@ -16,7 +16,7 @@ def checked_splits(settings: DatasetSettings) -> tuple[RawSplit, RawSplit]:
 
     The training command calls it before torch, transformers and Lightning are imported (run.train): a bad file is
     one line about 2 s after the command starts, not 8-10 s. The DataModule calls it again for the rows it encodes;
-    the second load reads datasets' Arrow cache (about 10 ms a split).
+    the second call gets the same loaded files (sources.load_split keeps one load per file version).
     """
     if settings.generator is not None:
         instantiate(settings.generator, out_dir=settings.data_dir)

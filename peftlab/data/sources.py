@@ -1,5 +1,6 @@
 """Where a dataset's rows come from: local files in dataset.data_dir (JSONL/JSON/CSV/Parquet) or the hub."""
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,9 @@ def load_split(settings: DatasetSettings, split: str, cache_dir: str | None = No
         builder = BUILDERS[path.suffix]
         if _is_blank(path):
             raise DataError(f"{path}: the split is empty")
+        stat = path.stat()
         try:
-            ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, cache_dir=cache_dir)
+            ds = _load_file(builder, str(path), split, cache_dir, stat.st_mtime_ns, stat.st_size)
         except Exception as err:  # datasets wraps parser errors in several types; all mean "unreadable file"
             where = _bad_json_line(path) if path.suffix == ".jsonl" else None
             raise DataError(f"{path}: {where or f'cannot be read as {builder}: {_root_cause(err)}'}") from err
@@ -55,6 +57,16 @@ def load_split(settings: DatasetSettings, split: str, cache_dir: str | None = No
             f"from the hub ({_root_cause(err)}); offline, set dataset.data_dir=<folder with {split}.jsonl>"
         ) from err
     return RawSplit(ds, f"hub {settings.hub_id}/{settings.hub_config}:{split}", None)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_file(builder: str, path: str, split: str, cache_dir: str | None, mtime_ns: int, size: int):
+    """One load per version of a file and process: a run's data check and its DataModule, and every job of a `-m`
+    sweep, read the same files, and `datasets` spends ~20 ms a call even on its Arrow cache (builder, file
+    fingerprints). The file's mtime and size are in the key, so a file rewritten between two jobs is read again (as
+    `datasets`' own cache tells versions apart by path and mtime); the Dataset is shared read-only (its transforms
+    return new ones)."""
+    return datasets.load_dataset(builder, data_files={split: path}, split=split, cache_dir=cache_dir)
 
 
 def _is_blank(path: Path) -> bool:
