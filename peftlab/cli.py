@@ -21,7 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from peftlab.compat import prepare_process
 from peftlab.config.checks import schema_error
-from peftlab.config.sweep_jobs import compose_each_sweep_job_once
+from peftlab.config.parsed_files import parse_each_file_once
+from peftlab.config.sweep_jobs import compose_each_config_once
 from peftlab.errors import PeftlabError
 
 USER_ERROR = 2  # exit code of a bad value or file (argparse and Hydra use 2 for usage errors too)
@@ -112,4 +113,5 @@ def _exit_with(message: str) -> None:
 
 
 report_composition_errors()  # before any entry point's @hydra.main runs: each imports run_command from here
-compose_each_sweep_job_once()
+compose_each_config_once()
+parse_each_file_once()

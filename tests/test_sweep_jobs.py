@@ -46,3 +46,47 @@ def test_other_inputs_are_composed(loader_and_master):
     loader.load_sweep_config(master, ["seed=0"])
     other = loader.load_sweep_config(master, ["seed=0", "peft.r=4"])
     assert len(compositions) == 2 and other.peft.r == 4
+
+
+@pytest.fixture
+def counted_loader(monkeypatch):
+    compositions = []
+    compose = ConfigLoaderImpl._load_configuration_impl
+
+    def counted(self, *args, **kwargs):
+        compositions.append(kwargs.get("overrides"))
+        return compose(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted)
+    with initialize_config_module(config_module="peftlab.conf", version_base=None):
+        yield GlobalHydra.instance().config_loader(), compositions
+
+
+def probe(loader, overrides):
+    """What Hydra.get_mode asks for, before Hydra.multirun or Hydra.run composes."""
+    kwargs = {"config_name": "config", "overrides": overrides, "from_shell": True}
+    return loader.load_configuration(**kwargs, run_mode=RunMode.MULTIRUN, validate_sweep_overrides=False)
+
+
+def test_the_sweep_takes_the_mode_probe_s_config(counted_loader):
+    loader, compositions = counted_loader
+    probed = probe(loader, ["seed=0,1", "peft.r=4"])
+    swept = loader.load_configuration("config", overrides=["seed=0,1", "peft.r=4"], run_mode=RunMode.MULTIRUN)
+    assert len(compositions) == 1 and swept is probed and swept.peft.r == 4
+    again = loader.load_configuration("config", overrides=["seed=0,1", "peft.r=4"], run_mode=RunMode.MULTIRUN)
+    assert len(compositions) == 2 and OmegaConf.to_yaml(again) == OmegaConf.to_yaml(swept), "taken once"
+    single = ["peft.r=8"]
+    probe(loader, single)
+    run = loader.load_configuration("config", overrides=single, run_mode=RunMode.RUN)
+    assert len(compositions) == 4 and run.hydra.overrides.task == single, "a single run composes in its own mode"
+
+
+def test_a_sweep_over_hydra_keys_is_still_refused(counted_loader):
+    from hydra.errors import ConfigCompositionException
+
+    loader, compositions = counted_loader
+    overrides = ["hydra.job.chdir=true,false"]
+    probe(loader, overrides)  # get_mode composes without the check (and reads hydra.mode)
+    with pytest.raises(ConfigCompositionException, match="Sweeping over Hydra's configuration is not supported"):
+        loader.load_configuration("config", overrides=overrides, run_mode=RunMode.MULTIRUN)
+    assert len(compositions) == 1, "refused by the check, on the probe's config"

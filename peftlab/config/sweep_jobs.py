@@ -8,6 +8,12 @@ wrapped: the check's call keeps a copy of what it composed, and the next call wi
 config, config name and overrides) takes that copy instead of composing; a third call composes again. A launcher that
 composes in another process (joblib, submitit) composes there as before: the kept copies stay out of the loader's
 pickle, held beside it.
+
+The sweep's own config is composed twice the same way: Hydra.get_mode composes it to read `hydra.mode` (without
+checking the sweep overrides), then Hydra.multirun composes it again from the same inputs. The probe's config is
+kept as is (get_mode only reads it) and handed to the next composition with the same inputs, after Hydra's check of
+the sweep overrides, which is all the second composition does differently. A single run composes in RUN mode, a key
+of its own: it composes as before.
 """
 
 import copy
@@ -17,6 +23,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 KEPT: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()  # config loader -> configs it composed
+
+
+def compose_each_config_once() -> None:
+    compose_each_sweep_job_once()
+    compose_the_sweep_once()
 
 
 def compose_each_sweep_job_once() -> None:
@@ -39,3 +50,34 @@ def compose_each_sweep_job_once() -> None:
 
     load_sweep_config.kept_for_launch = True
     ConfigLoaderImpl.load_sweep_config = load_sweep_config
+
+
+def compose_the_sweep_once() -> None:
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    compose = ConfigLoaderImpl.load_configuration
+    if getattr(compose, "keeps_mode_probe", False):
+        return
+
+    def load_configuration(
+        self: Any,
+        config_name: str | None,
+        overrides: list[str],
+        run_mode: Any,
+        from_shell: bool = True,
+        validate_sweep_overrides: bool = True,
+    ) -> DictConfig:
+        key = ("mode probe", config_name, tuple(overrides), run_mode, from_shell)
+        kept = KEPT.setdefault(self, {})
+        if validate_sweep_overrides and key in kept:
+            parsed = OverridesParser.create().parse_overrides(overrides=overrides)
+            self.validate_sweep_overrides_legal(overrides=parsed, run_mode=run_mode, from_shell=from_shell)
+            return kept.pop(key)
+        config = compose(self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+        if not validate_sweep_overrides:  # only Hydra.get_mode composes so; it reads hydra.mode and drops the config
+            kept[key] = config
+        return config
+
+    load_configuration.keeps_mode_probe = True
+    ConfigLoaderImpl.load_configuration = load_configuration
