@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from peftlab.cli import run_command
+from peftlab.cli import exit_after, run_command
 from peftlab.conf import CONFIG_PATH
 from peftlab.run import evaluate
 
@@ -14,4 +14,4 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    main()
+    exit_after(main)

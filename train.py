@@ -3,7 +3,7 @@
 The same command as `python -m peftlab.train` (peftlab/train.py), kept so a checkout runs it as a script.
 """
 
-from peftlab.train import main
+from peftlab.train import command
 
 if __name__ == "__main__":
-    main()
+    command()

@@ -50,6 +50,30 @@ def skip_final_collection() -> None:
     atexit.register(gc.freeze)
 
 
+def exit_after(main: Callable[[], Any]) -> None:
+    """A command line's whole process: main(), then an exit without the interpreter's teardown.
+
+    Once a command has done its work, Python's finalization frees every module and object one at a time: 0.23 s
+    after torch, transformers and Lightning (strace of a training run: last atexit handler to exit_group), memory the
+    kernel takes back at once when the process ends. So when main() returns (a failure raises instead and exits the
+    usual way, with its code), the first steps of the interpreter's own exit run (threads that are not daemons are
+    joined and their exit hooks run, then the atexit clean-up: loggers, trackers, temporary folders), stdout and
+    stderr are flushed, and os._exit(0) ends the process. Only the command lines call this; main() itself, as tests
+    and Python callers use it, ends as any function does.
+    """
+    import threading
+
+    main()
+    join_threads, run_atexit = getattr(threading, "_shutdown", None), getattr(atexit, "_run_exitfuncs", None)
+    if join_threads is None or run_atexit is None:  # no such steps to call in this interpreter: the usual exit
+        return
+    join_threads()
+    run_atexit()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def composition_error(err: HydraException) -> str:
     """Hydra's composition error as one line: the OmegaConf refusal behind it names the full key and what is allowed
     (`dataset.batch_size: Value 'abc' ... could not be converted to Integer`); otherwise Hydra's own text, one line."""

@@ -7,7 +7,7 @@ and peftlab.compare runs its stages' sweeps through it, so no caller needs a che
 import hydra
 from omegaconf import DictConfig
 
-from peftlab.cli import run_command
+from peftlab.cli import exit_after, run_command
 from peftlab.conf import CONFIG_PATH
 from peftlab.run import train
 
@@ -18,5 +18,10 @@ def main(cfg: DictConfig) -> float | None:
     return run_command(train, cfg)
 
 
+def command() -> None:
+    """The command line (train.py, `python -m peftlab.train`, `peftlab-train`): main, then a quick exit (cli.py)."""
+    exit_after(main)
+
+
 if __name__ == "__main__":
-    main()
+    command()
