@@ -1,9 +1,11 @@
 """Sweep report: a tiny real sweep (2 methods x 2 seeds) writes every file, with the runs' own numbers."""
 
 import csv
+import dataclasses
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import forked_commands
@@ -68,6 +70,11 @@ def test_curves_have_one_line_per_method_and_flops_follow_the_formula(sweep):
     fig = curve_figure(runs, "flops")
     assert len(fig.axes[0].get_lines()) == 2 and fig.axes[0].get_xscale() == "log"
     assert len(params_figure(runs).axes[0].collections) >= 2
+    never_validated = [dataclasses.replace(r, curve=[], best=None) for r in runs]  # e.g. trainer.max_steps=2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns of a legend with nothing in it
+        assert curve_figure(never_validated, "steps").axes[0].get_legend() is None
+        assert params_figure(never_validated).axes[0].get_legend() is None
     report = json.loads((runs[0].folder / "metrics.json").read_text())
     expected = training_flops(report["params"]["total"], report["params"]["trainable"], report["train_tokens"])
     assert runs[0].train_flops == expected > 0

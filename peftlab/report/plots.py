@@ -14,6 +14,7 @@ import numpy as np
 
 from peftlab.report.collect import RunRecord
 
+DPI = 120  # figures are made at the resolution they are saved at: tight_layout's text measures serve the save too
 AXES = {
     "steps": ("step", "optimizer steps", False),
     "seconds": ("seconds", "training wall-clock time (s, validation excluded)", False),
@@ -30,7 +31,7 @@ def _by_method(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
 
 def curve_figure(runs: list[RunRecord], axis: str):
     key, xlabel, log_x = AXES[axis]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=DPI)
     for method, group in _by_method(runs).items():
         curves = [r.curve for r in group if r.curve]
         if not curves:
@@ -51,13 +52,13 @@ def curve_figure(runs: list[RunRecord], axis: str):
         title=f"{monitor} vs {xlabel.split(' (')[0]}: {runs[0].model} on {runs[0].dataset}",
     )
     ax.grid(alpha=0.3)
-    ax.legend(title="method", fontsize="small")
+    _legend(ax)
     fig.tight_layout()
     return fig
 
 
 def params_figure(runs: list[RunRecord]):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=DPI)
     for method, group in _by_method(runs).items():
         best = np.array([r.best for r in group if r.best is not None], dtype=float)
         if best.size == 0:
@@ -71,7 +72,7 @@ def params_figure(runs: list[RunRecord]):
         title=f"best {monitor} vs trainable parameters",
     )
     ax.grid(alpha=0.3)
-    ax.legend(title="method", fontsize="small")
+    _legend(ax)
     fig.tight_layout()
     return fig
 
@@ -79,7 +80,13 @@ def params_figure(runs: list[RunRecord]):
 def write_plots(runs: list[RunRecord], out: Path) -> dict[str, Path]:
     figures = {f"metric_vs_{axis}": curve_figure(runs, axis) for axis in AXES}
     figures["best_vs_trainable_params"] = params_figure(runs)
-    return save_figures(figures, out, dpi=120)
+    return save_figures(figures, out, dpi=DPI)
+
+
+def _legend(ax) -> None:
+    """The methods' legend; none when no method has a point (runs that never validated: matplotlib would warn)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(title="method", fontsize="small")
 
 
 def save_figures(figures: dict, out: Path, dpi: int) -> dict[str, Path]:
