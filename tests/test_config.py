@@ -154,6 +154,15 @@ def test_missing_data_dir_names_the_path(tmp_path):
         validate(cfg)
 
 
+def test_one_validation_leaves_nothing_to_the_next(tmp_path):
+    """The schemas' nodes are built once a process (validate._schema_node): each validation starts from them clean."""
+    default = validate(compose_config([], output_dir=tmp_path))
+    changed = validate(compose_config(["dataset.batch_size=3", "+trainer.benchmark=true"], output_dir=tmp_path))
+    again = validate(compose_config([], output_dir=tmp_path))
+    assert changed.dataset.batch_size == 3 and again.dataset.batch_size == default.dataset.batch_size != 3
+    assert again == default
+
+
 def test_open_trainer_section_passes_extra_lightning_arguments(tmp_path):
     cfg = compose_config(["+trainer.benchmark=true"], output_dir=tmp_path)
     validate(cfg)  # unknown-to-us Trainer kwargs pass through; Lightning validates them
