@@ -21,8 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from peftlab.compat import prepare_process
 from peftlab.config.checks import schema_error
+from peftlab.config.compose_once import compose_each_config_once
 from peftlab.config.parsed_files import parse_each_file_once
-from peftlab.config.sweep_jobs import compose_each_config_once
 from peftlab.errors import PeftlabError
 
 USER_ERROR = 2  # exit code of a bad value or file (argparse and Hydra use 2 for usage errors too)
