@@ -8,6 +8,7 @@ from conftest import compose_config
 
 from peftlab.config import validate
 from peftlab.data.datamodule import TextDataModule
+from peftlab.data.encoders import _fast_fingerprint, tokenizer_fingerprint
 from peftlab.data.sources import load_split
 from peftlab.errors import DataError
 from peftlab.models.loading import load_tokenizer
@@ -79,6 +80,19 @@ def test_a_file_is_loaded_once_per_version(tmp_path, write_jsonl):
     rewritten = load_split(settings, "train").dataset
     assert rewritten is not first.dataset and rewritten["sentence"][0] == "new row 0" and len(rewritten) == 9
     assert first.dataset["sentence"][0] == "row 0"  # the earlier version's rows are untouched
+
+
+def test_tokenizer_fingerprint_once_per_state(tmp_path):
+    """A sweep's jobs each load the tokenizer: the fingerprint of one state is computed once, a new state anew."""
+    model = validate(compose_config([], output_dir=tmp_path)).model
+    first, second = load_tokenizer(model), load_tokenizer(model)
+    before = _fast_fingerprint.cache_info().hits
+    assert tokenizer_fingerprint(first) == tokenizer_fingerprint(second)
+    assert _fast_fingerprint.cache_info().hits > before, "the second load's fingerprint came from the first"
+    first("a sentence", truncation=True, max_length=4)  # recorded in its state, left out of the fingerprint
+    assert tokenizer_fingerprint(first) == tokenizer_fingerprint(second)
+    second.add_tokens(["<peftlab-new-token>"])  # another vocabulary: another fingerprint
+    assert tokenizer_fingerprint(second) != tokenizer_fingerprint(first)
 
 
 def test_max_rows_and_string_labels(tmp_path, tokenizer, write_jsonl):
