@@ -13,20 +13,25 @@ from omegaconf import OmegaConf, open_dict
 import peftlab.cli  # noqa: F401  (installs the wrapper, as every command does)
 
 
-@pytest.fixture
-def loader_and_master(monkeypatch):
+def count_compositions(monkeypatch) -> list:
+    """The overrides of each composition Hydra really makes from here on (its loader's own method, under ours)."""
     compositions = []
-    compose = ConfigLoaderImpl.load_configuration
+    compose = ConfigLoaderImpl._load_configuration_impl
 
     def counted(self, *args, **kwargs):
         compositions.append(kwargs.get("overrides"))
         return compose(self, *args, **kwargs)
 
+    monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted)
+    return compositions
+
+
+@pytest.fixture
+def loader_and_master(monkeypatch):
     with initialize_config_module(config_module="peftlab.conf", version_base=None):
         loader = GlobalHydra.instance().config_loader()
         master = loader.load_configuration("config", overrides=["seed=0,1"], run_mode=RunMode.MULTIRUN)
-        monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
-        yield loader, master, compositions
+        yield loader, master, count_compositions(monkeypatch)
 
 
 def test_the_launch_takes_what_the_check_composed(loader_and_master):
@@ -53,14 +58,7 @@ def test_other_inputs_are_composed(loader_and_master):
 
 @pytest.fixture
 def counted_loader(monkeypatch):
-    compositions = []
-    compose = ConfigLoaderImpl._load_configuration_impl
-
-    def counted(self, *args, **kwargs):
-        compositions.append(kwargs.get("overrides"))
-        return compose(self, *args, **kwargs)
-
-    monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted)
+    compositions = count_compositions(monkeypatch)
     with initialize_config_module(config_module="peftlab.conf", version_base=None):
         yield GlobalHydra.instance().config_loader(), compositions
 
@@ -130,14 +128,7 @@ def test_a_command_composes_its_config_once(multirun, tmp_path, monkeypatch):
 
     from peftlab.conf import CONFIG_PATH
 
-    compositions, configs = [], []
-    compose = ConfigLoaderImpl._load_configuration_impl
-
-    def counted(self, *args, **kwargs):
-        compositions.append(kwargs.get("overrides"))
-        return compose(self, *args, **kwargs)
-
-    monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted)
+    compositions, configs = count_compositions(monkeypatch), []
     where = f"hydra.sweep.dir={tmp_path}" if multirun else f"hydra.run.dir={tmp_path}"
     argv = ["-m", "seed=0,1"] if multirun else ["seed=3"]
     monkeypatch.setattr(sys, "argv", ["train.py", *argv, "peft.r=4", where])
