@@ -74,12 +74,11 @@ def compose_the_command_once() -> None:
         validate_sweep_overrides: bool = True,
     ) -> DictConfig:
         kept = KEPT.setdefault(self, {})
-        if not validate_sweep_overrides and run_mode == RunMode.MULTIRUN:  # Hydra.get_mode: it reads hydra.mode
-            config = compose(self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
-            kept[("mode probe", config_name, tuple(overrides), from_shell)] = config
-            return config
         if not validate_sweep_overrides:
-            return compose(self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+            config = compose(self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+            if run_mode == RunMode.MULTIRUN:  # Hydra.get_mode: it reads hydra.mode and drops the config
+                kept[("mode probe", config_name, tuple(overrides), from_shell)] = config
+            return config
         probe, appended = _take_probe(kept, config_name, overrides, from_shell)
         if probe is None or not _same_in(run_mode, probe, RunMode):
             return compose(self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
