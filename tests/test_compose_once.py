@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
 import peftlab.cli  # noqa: F401  (installs the wrapper, as every command does)
+from peftlab.config.compose_once import KEPT
 
 
 def count_compositions(monkeypatch) -> list:
@@ -36,17 +37,18 @@ def loader_and_master(monkeypatch):
 
 def test_the_launch_takes_what_the_check_composed(loader_and_master):
     loader, master, compositions = loader_and_master
-    checked = [loader.load_sweep_config(master, [f"seed={s}"]) for s in (0, 1)]  # Sweeper.validate_batch_is_legal
+    checked = [loader.load_sweep_config(master, [f"peft={m}"]) for m in ("lora", "ia3")]  # validate_batch_is_legal
     assert len(compositions) == 2
-    launched = loader.load_sweep_config(master, ["seed=1"])  # the launcher, for job 1
+    launched = loader.load_sweep_config(master, ["peft=ia3"])  # the launcher, for job 1
     assert len(compositions) == 2, "no second composition"
-    assert launched is not checked[1] and launched.seed == 1
+    assert launched is not checked[1] and launched.peft.method == "ia3"
     assert OmegaConf.to_yaml(launched) == OmegaConf.to_yaml(checked[1])
     with open_dict(launched):  # what BasicLauncher does to its job's config
         launched.hydra.job.id = 1
     assert OmegaConf.is_missing(checked[1].hydra.job, "id"), "the launcher's config is its own"
-    again = loader.load_sweep_config(master, ["seed=1"])
-    assert len(compositions) == 3 and again.seed == 1, "a kept config is taken once; later calls compose"
+    again = loader.load_sweep_config(master, ["peft=ia3"])
+    assert again is not launched and again.hydra.job.get("id") is None, "a kept config is taken once"
+    assert OmegaConf.to_yaml(again) == OmegaConf.to_yaml(checked[1])
 
 
 def test_other_inputs_are_composed(loader_and_master):
@@ -54,6 +56,70 @@ def test_other_inputs_are_composed(loader_and_master):
     loader.load_sweep_config(master, ["seed=0"])
     other = loader.load_sweep_config(master, ["seed=0", "peft.r=4"])
     assert len(compositions) == 2 and other.peft.r == 4
+
+
+def node_record(node, path: str = "") -> dict:
+    """Every node of a config by its path: class, declared types, flags, value: what a composition decides."""
+    meta = node._metadata
+    record = {path: (type(node).__name__, meta.ref_type, meta.object_type, dict(meta.flags or {}))}
+    if OmegaConf.is_config(node) and not (node._is_none() or node._is_missing()):
+        for key in node.keys() if OmegaConf.is_dict(node) else range(len(node)):
+            record.update(node_record(node._get_node(key), f"{path}.{key}"))
+    else:
+        record[path] += (repr(node._value()),)
+    return record
+
+
+VALUE_SWEEPS = [  # (the job composed first, the job that differs from it in values only)
+    (["seed=0"], ["seed=1"]),
+    (["peft=lora", "seed=0", "peft.r=4"], ["peft=lora", "seed=0", "peft.r=16"]),
+    (["dataset=sst2", "dataset.max_train_rows=100"], ["dataset=sst2", "dataset.max_train_rows=null"]),
+    (["dataset=sst2", "dataset.max_train_rows=null"], ["dataset=sst2", "dataset.max_train_rows=7"]),
+    (["peft.lr=1e-3", "model.name_or_path=a/b"], ["peft.lr=0.01", "model.name_or_path=c/d"]),
+    (["optim.optimizer.lr=0.1"], ["optim.optimizer.lr=${peft.lr}"]),
+]
+
+
+@pytest.mark.parametrize(("first", "job"), VALUE_SWEEPS)
+def test_a_job_that_differs_in_values_is_its_sibling_s_config_with_them_set(first, job, loader_and_master):
+    """Node for node (types, flags, values) and Hydra's record of the job what a composition of its own makes."""
+    loader, master, compositions = loader_and_master
+    loader.load_sweep_config(master, first)
+    derived = loader.load_sweep_config(master, job)
+    assert len(compositions) == 1, "set in a copy, not composed"
+    KEPT.clear()
+    composed = loader.load_sweep_config(master, job)
+    assert len(compositions) == 2
+    assert node_record(derived) == node_record(composed)
+    assert OmegaConf.to_container(derived.hydra.overrides.task) == job
+    assert derived.hydra.job.override_dirname == composed.hydra.job.override_dirname
+
+
+@pytest.mark.parametrize(
+    ("first", "job"),
+    [
+        (["peft=lora", "seed=0"], ["peft=ia3", "seed=0"]),
+        (["peft=lora", "+extra=0"], ["peft=lora", "+extra=1"]),
+        (["seed=0", "seed=1"], ["seed=0", "seed=2"]),
+        (["peft=lora", "seed=0"], ["peft=lora", "seed=[1]"]),
+    ],
+)
+def test_a_job_that_differs_otherwise_is_composed(first, job, loader_and_master):
+    """Another group choice, an addition, a key given twice, a list value: the composition decides."""
+    loader, master, compositions = loader_and_master
+    loader.load_sweep_config(master, first)
+    loader.load_sweep_config(master, job)
+    assert len(compositions) == 2
+
+
+def test_a_bad_value_is_refused_as_a_composition_refuses_it(loader_and_master):
+    from hydra.errors import ConfigCompositionException
+
+    loader, master, compositions = loader_and_master
+    loader.load_sweep_config(master, ["dataset.max_train_rows=5"])
+    with pytest.raises(ConfigCompositionException, match=r"Error merging override dataset\.max_train_rows=abc"):
+        loader.load_sweep_config(master, ["dataset.max_train_rows=abc"])
+    assert len(compositions) == 1
 
 
 @pytest.fixture
@@ -133,7 +199,8 @@ def test_a_command_composes_its_config_once(multirun, tmp_path, monkeypatch):
     argv = ["-m", "seed=0,1"] if multirun else ["seed=3"]
     monkeypatch.setattr(sys, "argv", ["train.py", *argv, "peft.r=4", where])
     hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")(configs.append)()
-    assert len(compositions) == (3 if multirun else 1), "the mode check's composition serves the command"
+    # the mode check's composition serves the command; the second job differs in a value from the first
+    assert len(compositions) == (2 if multirun else 1)
     assert [c.seed for c in configs] == ([0, 1] if multirun else [3]) and all(c.peft.r == 4 for c in configs)
     mode = "MULTIRUN" if multirun else "RUN"
     asked = [*argv[1:], "peft.r=4", where] if multirun else [*argv, "peft.r=4", where]

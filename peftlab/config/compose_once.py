@@ -5,9 +5,11 @@ composes each job's config and drops it, so that a bad override in the last job 
 the launcher composes each job again as it starts it: ConfigLoaderImpl.load_sweep_config twice per job, 0.11 s each
 on 2 cores, so 0.66 s of a 6-job sweep went to compositions already made. Hydra 1.3 has no hook between the two, so
 the loader's method is wrapped: the check's call keeps a copy of what it composed, and the next call with the same
-inputs (the same master config, config name and overrides) takes that copy instead of composing; a third call
-composes again. A launcher that composes in another process (joblib, submitit) composes there as before: the kept
-copies stay out of the loader's pickle, held beside it.
+inputs (the same master config, config name and overrides) takes that copy instead of composing. A job whose
+overrides differ from an earlier job's only in plain values (`seed=0,1,2`, `peft.lr=...`: no group choice, so the
+same files merged into the same tree) is not composed at all: Hydra's own override code sets those values in a copy
+of the earlier job's config (0.016 s against 0.08 s a composition). A launcher that composes in another process
+(joblib, submitit) composes there as before: the kept copies stay out of the loader's pickle, held beside it.
 
 The command's own config. Hydra.get_mode composes it (in MULTIRUN mode, without checking sweep overrides) only to
 read `hydra.mode`, then Hydra.multirun or Hydra.run composes it again from the same inputs, plus `hydra.mode=RUN` or
@@ -48,7 +50,12 @@ def compose_each_sweep_job_once() -> None:
         kept = KEPT.setdefault(self, {})
         if key in kept:
             return kept.pop(key)
-        config = compose(self, master_config, sweep_overrides)
+        config = _from_sibling(self, kept.get(("sibling", inputs)), sweep_overrides)
+        if config is None:
+            config = compose(self, master_config, sweep_overrides)
+            kept[("sibling", inputs)] = (list(sweep_overrides), copy.deepcopy(config))
+        else:
+            OmegaConf.copy_cache(from_config=master_config, to_config=config)  # as Hydra's own load_sweep_config
         kept[key] = copy.deepcopy(config)
         return config
 
@@ -109,3 +116,55 @@ def _same_in(run_mode: Any, probe: DictConfig, modes: Any) -> bool:
     """Whether composing in run_mode gives the MULTIRUN probe's config: always in MULTIRUN; in RUN unless the probe
     skipped a config group left `???` (RUN refuses it)."""
     return run_mode == modes.MULTIRUN or "???" not in OmegaConf.to_container(probe.hydra.runtime.choices).values()
+
+
+def _from_sibling(loader: Any, sibling: tuple | None, overrides: list[str]) -> DictConfig | None:
+    """This job's config from a sibling's (a job of the same sweep composed before), where the two differ only in
+    values: the same overrides but for plain `key=value` ones of keys that are no config group, each given once, to a
+    scalar. Such overrides change no defaults list, so the composition would merge the same files into the same tree
+    and then set those keys: Hydra's own override code sets them in a copy of the sibling's config instead, and its
+    record of the job's overrides follows. None: compose."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if sibling is None or len(sibling[0]) != len(overrides):
+        return None
+    parser = OverridesParser.create()
+    theirs, mine = parser.parse_overrides(overrides=sibling[0]), parser.parse_overrides(overrides=overrides)
+    changed = [new for old, new in zip(theirs, mine, strict=True) if old.input_line != new.input_line]
+    keys = [o.key_or_group for o in mine]
+    for old, new in zip(theirs, mine, strict=True):
+        if old.input_line != new.input_line and not (
+            old.key_or_group == new.key_or_group
+            and keys.count(new.key_or_group) == 1
+            and _plain_value(loader, old)
+            and _plain_value(loader, new)
+        ):
+            return None
+    config = copy.deepcopy(sibling[1])
+    loader._apply_overrides_to_config(changed, config)
+    task = [o for o in mine if not o.is_hydra_override()]
+    job = config.hydra.job
+    config.hydra.overrides.task = [o.input_line for o in task]
+    job.override_dirname = get_overrides_dirname(
+        overrides=task,
+        kv_sep=job.config.override_dirname.kv_sep,
+        item_sep=job.config.override_dirname.item_sep,
+        exclude_keys=job.config.override_dirname.exclude_keys,
+    )
+    return config
+
+
+def _plain_value(loader: Any, override: Any) -> bool:
+    """`key=value` setting one scalar: not a config group's choice (as Hydra's Overrides tells them apart), not an
+    addition or deletion, no package, not a Hydra setting, not a sweep."""
+    from hydra.core.override_parser.types import OverrideType
+
+    return (
+        override.type == OverrideType.CHANGE
+        and override.package is None
+        and not override.is_hydra_override()
+        and not override.is_sweep_override()
+        and not isinstance(override.value(), (dict, list))
+        and not loader.repository.group_exists(override.key_or_group)
+    )
