@@ -36,6 +36,17 @@ def test_every_file_of_a_run_is_a_rundir_path_and_round_trips(tmp_path):
     assert copy.read_metrics() == run.read_metrics()
 
 
+def test_a_plain_config_is_written_as_omegaconf_writes_it(tmp_path):
+    """RunOutputs' resolved dict takes a shorter way to the same text (strings that read as other types quoted)."""
+    config = {"z": 1, "a": {"lr": "1e-3", "flag": "true", "none": "null", "x": None, "n": "10", "f": 1e-05},
+              "list": [1, "2", {"k": "v"}], "name": "héllo: ${x}", "empty": {}, "path": "/a/b"}  # fmt: skip
+    run = RunDir(tmp_path / "run")
+    run.write_config(config)
+    OmegaConf.save(config, tmp_path / "expected.yaml")
+    assert run.config.read_text() == (tmp_path / "expected.yaml").read_text()
+    assert OmegaConf.to_container(OmegaConf.load(run.config)) == config
+
+
 def test_checkpoints_may_live_elsewhere(tmp_path):
     run = RunDir(tmp_path / "run", checkpoint_dir=tmp_path / "synced")
     assert run.last_checkpoint == tmp_path / "synced" / "last.ckpt"
