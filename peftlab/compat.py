@@ -4,17 +4,62 @@ Kept in one place so a dependency bump means reading one file (tests/test_compat
 or harmless on the installed versions).
 """
 
+import functools
+import importlib.abc
+import importlib.machinery
 import inspect
 import logging
 import sys
 import types
 import warnings
+from typing import Any
 
 
 def prepare_process() -> None:
     """What every command line (train, evaluate, launch, serve, export) runs first."""
     hide_bitsandbytes()
     quiet_upstream_notices()
+    list_transformers_models_once()
+
+
+TRANSFORMERS_IMPORT_UTILS = "transformers.utils.import_utils"
+
+
+def list_transformers_models_once() -> None:
+    """transformers 5.24 lists its model folders twice a process, once when `transformers` is imported and again when
+    `transformers.models` is (each __init__ calls define_import_structure on models/: ~560 folders, ~1,700 files read
+    for their `__all__`). Its create_import_structure_from_path is lru_cache'd with the default 128 entries, so the
+    second walk misses every folder: 0.25 s of every command on 2 cores. Here the cache has no bound, set as the
+    module loads (a finder wraps its execution, before transformers' __init__ walks the folders), and the second walk
+    reads nothing. No-op once transformers is imported, or if the function is no longer an lru_cache. Can go when
+    transformers caches every folder.
+    """
+    if TRANSFORMERS_IMPORT_UTILS in sys.modules or any(isinstance(f, _UnboundedListing) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _UnboundedListing())
+
+
+class _UnboundedListing(importlib.abc.MetaPathFinder):
+    """Finds transformers.utils.import_utils as the path finder does, and unbounds its cache once it has run."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != TRANSFORMERS_IMPORT_UTILS:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: types.ModuleType) -> None:
+            run(module)
+            listing = getattr(module, "create_import_structure_from_path", None)
+            walk = getattr(listing, "__wrapped__", None)
+            if walk is not None and hasattr(listing, "cache_info") and listing.cache_info().maxsize is not None:
+                module.create_import_structure_from_path = functools.cache(walk)  # its recursion reads the global
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 class _DropLightningNotices(logging.Filter):

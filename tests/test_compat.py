@@ -94,3 +94,28 @@ for method in ("lora", "qlora"):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-3:-1] == ["lora False False", "qlora True True"]
     assert "gemm_4bit_forward" not in out.stderr
+
+
+LISTING = """
+import hashlib, json, sys
+from peftlab.compat import list_transformers_models_once
+if sys.argv[1] == "once":
+    list_transformers_models_once()
+import transformers, transformers.models
+from transformers.utils.import_utils import create_import_structure_from_path as listing
+models = transformers.models
+names = [sorted(dir(transformers)), sorted(dir(models)), sorted(models._class_to_module.items())]
+print(listing.cache_info().misses, hashlib.sha256(json.dumps(names).encode()).hexdigest())
+"""
+
+
+def test_transformers_lists_its_model_folders_once_and_exports_the_same_names(tmp_path):
+    """Without the unbounded cache both walks of models/ miss every folder (the second lists them all again)."""
+    walks = {}
+    for mode in ("twice", "once"):
+        out = subprocess.run([sys.executable, "-c", LISTING, mode], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        walks[mode] = out.stdout.split()
+    folders = int(walks["once"][0])
+    assert folders > 100 and int(walks["twice"][0]) >= 2 * folders - 2, walks
+    assert walks["once"][1] == walks["twice"][1], "the same names, from the same modules"
