@@ -131,16 +131,15 @@ def _from_sibling(loader: Any, sibling: tuple | None, overrides: list[str]) -> D
         return None
     parser = OverridesParser.create()
     theirs, mine = parser.parse_overrides(overrides=sibling[0]), parser.parse_overrides(overrides=overrides)
-    changed = [new for old, new in zip(theirs, mine, strict=True) if old.input_line != new.input_line]
-    keys = [o.key_or_group for o in mine]
+    keys, changed = [o.key_or_group for o in mine], []
     for old, new in zip(theirs, mine, strict=True):
-        if old.input_line != new.input_line and not (
-            old.key_or_group == new.key_or_group
-            and keys.count(new.key_or_group) == 1
-            and _plain_value(loader, old)
-            and _plain_value(loader, new)
-        ):
+        if old.input_line == new.input_line:
+            continue
+        if old.key_or_group != new.key_or_group or keys.count(new.key_or_group) > 1:
             return None
+        if not (_plain_value(loader, old) and _plain_value(loader, new)):
+            return None
+        changed.append(new)
     config = copy.deepcopy(sibling[1])
     loader._apply_overrides_to_config(changed, config)
     task = [o for o in mine if not o.is_hydra_override()]
